@@ -1,0 +1,93 @@
+"""Patches and hole masks (paper Sec. 3.3, Fig. 2b; supplementary Sec. C.1).
+
+The raster grid places K x K (20 x 20 by default) patches of 33 x 33 pixels uniformly over a
+256 x 256 image, in raster-scan order (row by row), overlapping where K*33 > 256. For each patch
+we need the patch itself (for Local-Net) and the hole mask M0 (for Global-Net, Eq. 6: 0 on the
+patch, 1 elsewhere). Everything is gathered with tensor indexing - no loops over patches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def crop(images: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
+    """Batched crops: images `(B,C,H,W)`, top_left `(B,N,2)` (row, col) -> `(B,N,C,size,size)`.
+
+    `top_left` may also be `(N,2)`, meaning the same N crops from every image.
+    """
+    b, c, h, w = images.shape
+    if top_left.dim() == 2:
+        top_left = top_left.unsqueeze(0).expand(b, -1, -1)
+    tl = top_left.to(images.device).long()
+    if tl.numel() and (tl.min() < 0 or tl[..., 0].max() + size > h or tl[..., 1].max() + size > w):
+        raise ValueError(f"crop of size {size} at {tl.view(-1, 2).tolist()[:3]}... leaves the "
+                         f"{h}x{w} image")
+    offs = torch.arange(size, device=images.device)
+    rows = (tl[..., 0, None] + offs)[:, :, :, None]  # (B,N,size,1)
+    cols = (tl[..., 1, None] + offs)[:, :, None, :]  # (B,N,1,size)
+    bidx = torch.arange(b, device=images.device).view(b, 1, 1, 1)
+    out = images.permute(0, 2, 3, 1)[bidx, rows, cols]  # (B,N,size,size,C)
+    return out.permute(0, 1, 4, 2, 3)
+
+
+def hole_masks(top_left: torch.Tensor, image_size: int, size: int) -> torch.Tensor:
+    """M0 of Eq. 6 for each box: top_left `(N,2)` -> `(N,1,image_size,image_size)`, 0 on the patch."""
+    tl = top_left.long()
+    pos = torch.arange(image_size, device=tl.device)
+    in_rows = (pos >= tl[:, 0, None]) & (pos < tl[:, 0, None] + size)  # (N,S)
+    in_cols = (pos >= tl[:, 1, None]) & (pos < tl[:, 1, None] + size)
+    hole = in_rows[:, :, None] & in_cols[:, None, :]
+    return (~hole).float().unsqueeze(1)
+
+
+def random_top_left(n: int, image_size: int, size: int,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """`(n,2)` uniformly random top-left corners of size x size boxes inside the image."""
+    return torch.randint(0, image_size - size + 1, (n, 2), generator=generator)
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """The raster grid of Sec. 3.3: `per_side`^2 patches spread uniformly over the image."""
+
+    image_size: int = 256
+    patch_size: int = 33
+    per_side: int = 20
+
+    def __post_init__(self):
+        if not 0 < self.patch_size <= self.image_size:
+            raise ValueError(f"patch_size {self.patch_size} must be in (0, image_size={self.image_size}]")
+        if self.per_side < 1:
+            raise ValueError(f"per_side must be >= 1; got {self.per_side}")
+
+    @property
+    def n_patches(self) -> int:
+        return self.per_side ** 2
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """`(K,)` first row/col of each patch: round(linspace(0, S - P, K))."""
+        return torch.linspace(0, self.image_size - self.patch_size, self.per_side).round().long()
+
+    @property
+    def top_left(self) -> torch.Tensor:
+        """`(K*K, 2)` (row, col) corners in raster order: patch i is row i // K, col i % K."""
+        r, c = torch.meshgrid(self.offsets, self.offsets, indexing="ij")
+        return torch.stack([r.reshape(-1), c.reshape(-1)], dim=1)
+
+    @property
+    def centres(self) -> torch.Tensor:
+        """`(K*K, 2)` pixel centres (row, col) of the patches (P odd: an exact pixel)."""
+        return self.top_left.float() + (self.patch_size - 1) / 2
+
+    def patches(self, images: torch.Tensor) -> torch.Tensor:
+        """`(B,C,S,S) -> (B,K*K,C,P,P)` all grid patches of every image."""
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            raise ValueError(f"grid expects {self.image_size}x{self.image_size} images; got {tuple(images.shape)}")
+        return crop(images, self.top_left, self.patch_size)
+
+    def masks(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """`(K*K,1,S,S)` hole masks M0 (Eq. 6), one per grid patch."""
+        return hole_masks(self.top_left.to(device), self.image_size, self.patch_size)

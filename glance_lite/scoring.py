@@ -1,0 +1,150 @@
+"""From a test image to patch scores and score maps (paper Sec. 3.3, Eq. 11-13).
+
+For every image and every patch of the raster grid (patches.py):
+  Z_l = L(p) (Eq. 4),  Z_g = G(I, M0) (Eq. 6),
+  s_IAD = (1/n)||Z_l - Z_g||^2 (Eq. 11),  s_DAD = 1 - C(Z_l, Z_g) (Eq. 12),
+  s = lambda_s s_IAD + (1 - lambda_s) s_DAD (Eq. 13), lambda_s = 0.8,
+and IDW (idw.py) turns the K*K scores of an image into a map.
+
+s_IAD and s_DAD are kept apart (`PatchScores`), so any lambda_s can be tried later without
+running the networks again (the lambda_s explorer of the book does exactly that).
+
+Speed: one map needs K*K = 400 masked passes of Global-Net over the whole image plus 400
+Local-Net passes (~133 GFLOP). `patch_features` therefore
+  * runs all (image, patch) pairs as flat batches, chunked to bound memory,
+  * computes the mask half of every partial convolution once per grid (`GlobalNet.mask_plan`)
+    and reuses it for every image,
+  * runs Local-Net on all patches of a chunk at once, under `torch.inference_mode`.
+`patch_features_naive` is the one-patch-at-a-time reference used by tests and the benchmark.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from .global_net import GlobalNet
+from .heads import DADHead, dad_score, iad_score
+from .idw import idw_maps
+from .local_net import LocalNet
+from .partial_conv import MaskStep
+from .patches import PatchGrid
+from .teacher import normalize
+
+LAMBDA_S = 0.8  # Eq. 13, supplementary Sec. C.1
+
+
+def combine(s_iad: torch.Tensor, s_dad: torch.Tensor, lambda_s: float = LAMBDA_S) -> torch.Tensor:
+    """Eq. 13: s = lambda_s s_IAD + (1 - lambda_s) s_DAD (any matching shapes)."""
+    if not 0.0 <= lambda_s <= 1.0:
+        raise ValueError(f"lambda_s must lie in [0, 1]; got {lambda_s}")
+    return lambda_s * s_iad + (1.0 - lambda_s) * s_dad
+
+
+@dataclass
+class PatchScores:
+    """Per-patch scores of N images on a grid: s_iad, s_dad `(N, K*K)` in raster order."""
+
+    s_iad: torch.Tensor
+    s_dad: torch.Tensor
+    grid: PatchGrid = PatchGrid()
+
+    def combined(self, lambda_s: float = LAMBDA_S) -> torch.Tensor:
+        return combine(self.s_iad, self.s_dad, lambda_s)
+
+    def maps(self, lambda_s: float = LAMBDA_S, power: float = 5.0) -> torch.Tensor:
+        """Score maps `(N, S, S)` for a given lambda_s (IDW with power p)."""
+        return idw_maps(self.combined(lambda_s), self.grid, power)
+
+
+@lru_cache(maxsize=4)
+def _grid_masks_and_plan(grid: PatchGrid, device: str) -> tuple[torch.Tensor, list[MaskStep]]:
+    masks = grid.masks(device)
+    return masks, GlobalNet.mask_plan(masks)
+
+
+def _check_images(images: torch.Tensor, grid: PatchGrid) -> None:
+    s = grid.image_size
+    if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (s, s):
+        raise ValueError(f"expected images (N, 3, {s}, {s}) in [0,1]; got {tuple(images.shape)}")
+
+
+@torch.inference_mode()
+def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Tensor,
+                   grid: PatchGrid = PatchGrid(), chunk: int = 200,
+                   device: torch.device | str | None = None,
+                   amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Local and global features of every grid patch: images `(N,3,S,S)` in [0,1] ->
+    (Z_l, Z_g), each `(N, K*K, 128)` float32 on the CPU.
+
+    chunk: (image, patch) pairs per forward pass; memory grows linearly with it (~1.3 MB per
+    pair for Global-Net at 256x256 in float32). amp_dtype: e.g. torch.bfloat16 on CUDA.
+    """
+    _check_images(images, grid)
+    device = torch.device(device) if device is not None else next(global_net.parameters()).device
+    k2 = grid.n_patches
+    masks, plan = _grid_masks_and_plan(grid, str(device))
+    top_left = grid.top_left.to(device)
+    z_l = torch.empty(images.shape[0] * k2, local_net.conv4.out_channels)
+    z_g = torch.empty_like(z_l)
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    for start in range(0, images.shape[0] * k2, chunk):
+        pairs = torch.arange(start, min(start + chunk, images.shape[0] * k2), device=device)
+        img_idx, hole_idx = pairs // k2, pairs % k2
+        imgs = normalize(images.to(device)[img_idx] if images.device == device
+                         else images[img_idx.cpu()].to(device))
+        patches = _gather_patches(imgs, top_left[hole_idx], grid.patch_size)
+        steps = [MaskStep(st.scale[hole_idx], st.mask[hole_idx]) for st in plan]
+        with autocast:
+            z_l[start:start + len(pairs)] = local_net(patches).float().cpu()
+            z_g[start:start + len(pairs)] = global_net(imgs, masks[hole_idx], steps).float().cpu()
+    n = images.shape[0]
+    return z_l.view(n, k2, -1), z_g.view(n, k2, -1)
+
+
+def _gather_patches(imgs: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
+    """One patch per image: imgs `(B,3,S,S)`, top_left `(B,2)` -> `(B,3,size,size)`."""
+    from .patches import crop
+    return crop(imgs, top_left.unsqueeze(1), size)[:, 0]
+
+
+@torch.inference_mode()
+def head_scores(head: DADHead, z_l: torch.Tensor, z_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s_IAD, s_DAD) of Eq. 11-12 for features `(..., 128)` -> two tensors of shape `(...)`."""
+    shape = z_l.shape[:-1]
+    dev = next(head.parameters()).device
+    zl, zg = z_l.reshape(-1, z_l.shape[-1]), z_g.reshape(-1, z_g.shape[-1])
+    s_iad = iad_score(zl, zg)
+    s_dad = dad_score(head, zl.to(dev), zg.to(dev)).float().cpu()
+    return s_iad.view(shape), s_dad.view(shape)
+
+
+def score_patches(local_net: LocalNet, global_net: GlobalNet, head: DADHead, images: torch.Tensor,
+                  grid: PatchGrid = PatchGrid(), chunk: int = 200,
+                  amp_dtype: torch.dtype | None = None) -> PatchScores:
+    """Images `(N,3,S,S)` in [0,1] -> `PatchScores` with s_iad, s_dad `(N, K*K)`."""
+    for net in (local_net, global_net, head):
+        net.eval()
+    z_l, z_g = patch_features(local_net, global_net, images, grid, chunk, amp_dtype=amp_dtype)
+    s_iad, s_dad = head_scores(head, z_l, z_g)
+    return PatchScores(s_iad, s_dad, grid)
+
+
+@torch.inference_mode()
+def patch_features_naive(local_net: LocalNet, global_net: GlobalNet, images: torch.Tensor,
+                         grid: PatchGrid = PatchGrid()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: one patch at a time, masks computed inside every call. Same outputs as
+    `patch_features`, many times slower (see benchmarks/)."""
+    _check_images(images, grid)
+    dev = next(global_net.parameters()).device
+    p = grid.patch_size
+    z_l, z_g = [], []
+    for img in normalize(images.to(dev)):
+        for (r, c) in grid.top_left.tolist():
+            mask = torch.ones(1, 1, grid.image_size, grid.image_size, device=dev)
+            mask[..., r:r + p, c:c + p] = 0
+            z_l.append(local_net(img[None, :, r:r + p, c:c + p]).cpu())
+            z_g.append(global_net(img[None], mask).cpu())
+    n, k2 = images.shape[0], grid.n_patches
+    return torch.cat(z_l).view(n, k2, -1), torch.cat(z_g).view(n, k2, -1)

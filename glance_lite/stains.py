@@ -1,0 +1,71 @@
+"""Negative patches p- for the DAD head (paper Sec. 3.2, supplementary Sec. C.1 / C.2).
+
+MVTec-style data: a copy of the real patch with one small random stain (after Collin &
+De Vleeschouwer): an irregular blob with a random colour, opacity and soft edge covering a small
+part of the patch, so the negative differs from the real patch only a little.
+
+One-class data (CIFAR-10 protocol, supplementary C.2): the negative patch is a *different*
+random training image resized to the patch size (`shuffled_negatives`).
+
+All functions work on whole batches `(B,3,P,P)` of [0,1] images; randomness comes from an
+explicit `torch.Generator` so that runs are reproducible.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def stain_masks(batch: int, size: int, generator: torch.Generator | None = None,
+                min_radius: float = 2.0, max_radius: float | None = None,
+                harmonics: int = 3, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Soft blob masks `(B,1,size,size)` in [0,1].
+
+    Each blob is star-shaped around a random centre: its radius along angle t is
+    r0 * (1 + sum_k a_k cos(k t + phi_k)) with random r0 in [min_radius, max_radius] (default
+    size/5, so a blob covers at most about an eighth of the patch) and |a_k| <= 0.3/k.
+    """
+    max_radius = size / 5 if max_radius is None else max_radius
+    g = dict(generator=generator, device=device)
+    r0 = min_radius + (max_radius - min_radius) * torch.rand(batch, 1, 1, **g)
+    margin = 2.0
+    centre = margin + (size - 1 - 2 * margin) * torch.rand(batch, 2, **g)
+    k = torch.arange(1, harmonics + 1, device=device, dtype=torch.float32)
+    amp = (torch.rand(batch, harmonics, **g) * 0.6 - 0.3) / k
+    phase = torch.rand(batch, harmonics, **g) * 2 * math.pi
+
+    coords = torch.arange(size, device=device, dtype=torch.float32)
+    dy = coords.view(1, size, 1) - centre[:, 0].view(-1, 1, 1)
+    dx = coords.view(1, 1, size) - centre[:, 1].view(-1, 1, 1)
+    dist = torch.sqrt(dy ** 2 + dx ** 2)
+    theta = torch.atan2(dy, dx)  # (B,size,size)
+    wobble = (amp.view(batch, harmonics, 1, 1)
+              * torch.cos(k.view(1, -1, 1, 1) * theta.unsqueeze(1) + phase.view(batch, harmonics, 1, 1))).sum(1)
+    radius = r0 * (1 + wobble)
+    return (radius - dist + 0.5).clamp(0, 1).unsqueeze(1)  # 1 px soft edge
+
+
+def add_stains(patches: torch.Tensor, generator: torch.Generator | None = None,
+               min_opacity: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stain every patch once: `(B,3,P,P)` in [0,1] -> (stained `(B,3,P,P)`, blob mask `(B,1,P,P)`)."""
+    if patches.dim() != 4 or patches.shape[1] != 3:
+        raise ValueError(f"add_stains expects patches (B, 3, P, P); got {tuple(patches.shape)}")
+    b, _, size, _ = patches.shape
+    dev = patches.device
+    blob = stain_masks(b, size, generator=generator, device=dev)
+    colour = torch.rand(b, 3, 1, 1, generator=generator, device=dev)
+    opacity = min_opacity + (1 - min_opacity) * torch.rand(b, 1, 1, 1, generator=generator, device=dev)
+    alpha = blob * opacity
+    return patches * (1 - alpha) + colour * alpha, blob
+
+
+def shuffled_negatives(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One-class negatives: row i gets another row's image (a derangement), `(B,...) -> (B,...)`."""
+    b = images.shape[0]
+    if b < 2:
+        raise ValueError("shuffled_negatives needs a batch of at least 2 images")
+    perm = torch.randperm(b, generator=generator).to(images.device)
+    source = torch.empty_like(perm)
+    source[perm] = perm.roll(-1)  # perm[i] takes perm[i+1]: nobody keeps its own image
+    return images[source]

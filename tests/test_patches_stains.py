@@ -1,0 +1,70 @@
+"""Raster grid, crops, hole masks and stain negatives."""
+import pytest
+import torch
+
+from glance_lite import PatchGrid, add_stains, shuffled_negatives
+from glance_lite.patches import crop, hole_masks, random_top_left
+
+
+def test_grid_geometry_default():
+    g = PatchGrid()
+    tl = g.top_left
+    assert tl.shape == (400, 2) and g.n_patches == 400
+    assert tl[0].tolist() == [0, 0] and tl[-1].tolist() == [223, 223]  # spans the whole image
+    assert tl[1].tolist() == [0, 12] and tl[20].tolist() == [12, 0]  # raster order: row by row
+    assert torch.equal(g.centres[0], torch.tensor([16.0, 16.0]))
+    assert (g.offsets.diff() <= 33).all()  # neighbours overlap or touch: no uncovered pixel
+
+
+def test_grid_patches_equal_slicing():
+    g = PatchGrid(per_side=5)
+    imgs = torch.rand(2, 3, 256, 256)
+    p = g.patches(imgs)
+    assert p.shape == (2, 25, 3, 33, 33)
+    for b in range(2):
+        for i, (r, c) in enumerate(g.top_left.tolist()):
+            assert torch.equal(p[b, i], imgs[b, :, r:r + 33, c:c + 33])
+
+
+def test_masks_are_zero_exactly_on_the_patch():
+    g = PatchGrid(per_side=3)
+    m = g.masks()
+    assert m.shape == (9, 1, 256, 256)
+    for i, (r, c) in enumerate(g.top_left.tolist()):
+        assert m[i, 0, r:r + 33, c:c + 33].sum() == 0
+        assert m[i].sum() == 256 * 256 - 33 * 33
+
+
+def test_crop_rejects_boxes_outside_and_bad_grids():
+    with pytest.raises(ValueError, match="leaves"):
+        crop(torch.rand(1, 3, 40, 40), torch.tensor([[10, 10]]), 33)
+    with pytest.raises(ValueError, match="256x256"):
+        PatchGrid().patches(torch.rand(1, 3, 255, 255))
+    with pytest.raises(ValueError):
+        PatchGrid(patch_size=300)
+
+
+def test_random_boxes_stay_inside():
+    tl = random_top_left(1000, 256, 33, torch.Generator().manual_seed(0))
+    assert tl.min() >= 0 and tl.max() <= 223
+    assert hole_masks(tl[:4], 256, 33).shape == (4, 1, 256, 256)
+
+
+def test_stains_are_small_seeded_and_change_the_patch():
+    patches = torch.rand(64, 3, 33, 33)
+    a, blob_a = add_stains(patches, torch.Generator().manual_seed(3))
+    b, _ = add_stains(patches, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)  # reproducible
+    assert a.min() >= 0 and a.max() <= 1
+    area = (blob_a > 0).float().mean(dim=(1, 2, 3))
+    assert (area > 0).all() and (area < 0.35).all()  # most of the patch untouched
+    changed = ((a - patches).abs().sum(1) > 1e-6).float().mean(dim=(1, 2))
+    assert (changed > 0).all() and torch.equal(changed <= area + 1e-6, torch.ones(64, dtype=torch.bool))
+
+
+def test_shuffled_negatives_never_keep_their_own_image():
+    imgs = torch.arange(10).float().view(10, 1)
+    neg = shuffled_negatives(imgs, torch.Generator().manual_seed(0))
+    assert (neg != imgs).all() and sorted(neg.view(-1).tolist()) == list(range(10))
+    with pytest.raises(ValueError):
+        shuffled_negatives(imgs[:1])
