@@ -35,7 +35,8 @@ _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as in the MVTec AD code
 
 
 # --------------------------------------------------------------------------- checks
-def _check(masks: ArrayLike, maps: ArrayLike, need_both: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def _check(masks: ArrayLike, maps: ArrayLike,
+           need_both: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Validate and return ``(masks (N,H,W) bool, maps (N,H,W) float)``."""
     masks, maps = np.asarray(masks), np.asarray(maps)
     if masks.ndim != 3 or maps.ndim != 3:
@@ -106,7 +107,8 @@ def _truncate(fpr: np.ndarray, pro: np.ndarray, limit: float) -> Tuple[np.ndarra
     return fpr_k, pro_k
 
 
-def pro_curve(masks: ArrayLike, maps: ArrayLike, limit: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
+def pro_curve(masks: ArrayLike, maps: ArrayLike,
+              limit: float = 0.3) -> Tuple[np.ndarray, np.ndarray]:
     """Exact PRO curve up to ``FPR = limit``: arrays ``fpr (K,)``, ``pro (K,)``.
 
     Exact without sorting all N*H*W scores:
@@ -124,6 +126,8 @@ def pro_curve(masks: ArrayLike, maps: ArrayLike, limit: float = 0.3) -> Tuple[np
     The returned vertices are those of the full tie-group curve minus intermediate
     points on horizontal runs (collinear, so area and interpolation are unchanged),
     starting at (0, 0) and ending with the interpolated point at ``limit``.
+    Cost for 1725 x 256 x 256 float32 maps on 2 cores: about 1.5-3 s and one extra copy
+    of the normal scores in memory.
     """
     limit = _check_limit(limit)
     masks, maps = _check(masks, maps)
@@ -152,7 +156,9 @@ def pro_curve(masks: ArrayLike, maps: ArrayLike, limit: float = 0.3) -> Tuple[np
     n_sel = normal.size
     n_gt = n_sel - np.searchsorted(normal, b, side="right")    # normal pixels > b
     n_ge = n_sel - np.searchsorted(normal, b, side="left")     # normal pixels >= b
-    pro_prev = np.concatenate(([0.0], pro_b))[:-1]          # PRO before group j
+    pro_prev = np.concatenate(([0.0], pro_b))[:-1]             # PRO before group j
+    # closing vertex: after the last group >= v the curve stays flat at least until
+    # FPR = #(normal >= v) / n, which is > limit (or == 1 when limit == 1)
     fpr = np.concatenate(([0.0], np.column_stack([n_gt, n_ge]).ravel() / n, [n_sel / n]))
     pro = np.concatenate(([0.0], np.column_stack([pro_prev, pro_b]).ravel(),
                           [pro_b[-1] if pro_b.size else 0.0]))
