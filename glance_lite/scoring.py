@@ -10,11 +10,13 @@ s_IAD and s_DAD are kept apart (`PatchScores`), so any lambda_s can be tried lat
 running the networks again (the lambda_s explorer of the book does exactly that).
 
 Speed: one map needs K*K = 400 masked passes of Global-Net over the whole image plus 400
-Local-Net passes (~133 GFLOP). `patch_features` therefore
+Local-Net passes (~133 GFLOP done naively). `patch_features` therefore
   * runs all (image, patch) pairs as flat batches, chunked to bound memory,
   * computes the mask half of every partial convolution once per grid (`GlobalNet.mask_plan`)
     and reuses it for every image,
-  * runs Local-Net on all patches of a chunk at once, under `torch.inference_mode`.
+  * computes Global-Net's first layer once per image and only a window of it per hole
+    (`fast_global.py`), which removes most of Global-Net's FLOPs,
+  * runs Local-Net on all patches of a chunk at once (channels_last), under `torch.inference_mode`.
 `patch_features_naive` is the one-patch-at-a-time reference used by tests and the benchmark.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from functools import lru_cache
 
 import torch
 
+from .fast_global import gather_windows, global_features_holes, layer0_pooled
 from .global_net import GlobalNet
 from .heads import DADHead, dad_score, iad_score
 from .idw import idw_maps
@@ -78,35 +81,33 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
     """Local and global features of every grid patch: images `(N,3,S,S)` in [0,1] ->
     (Z_l, Z_g), each `(N, K*K, 128)` float32 on the CPU.
 
-    chunk: (image, patch) pairs per forward pass; memory grows linearly with it (~1.3 MB per
-    pair for Global-Net at 256x256 in float32). amp_dtype: e.g. torch.bfloat16 on CUDA.
+    chunk: (image, patch) pairs per forward pass; memory grows linearly with it (about 0.5 MB
+    per pair in float32). amp_dtype: e.g. torch.bfloat16 on CUDA (see benchmarks/ for accuracy).
+    Global-Net runs through `fast_global` (layer 0 once per image, a window per hole).
     """
     _check_images(images, grid)
     device = torch.device(device) if device is not None else next(global_net.parameters()).device
-    k2 = grid.n_patches
+    n, k2 = images.shape[0], grid.n_patches
     masks, plan = _grid_masks_and_plan(grid, str(device))
     top_left = grid.top_left.to(device)
-    z_l = torch.empty(images.shape[0] * k2, local_net.conv4.out_channels)
+    offs = torch.arange(grid.patch_size, device=device)
+    local_net.to(memory_format=torch.channels_last)
+    z_l = torch.empty(n * k2, local_net.conv4.out_channels)
     z_g = torch.empty_like(z_l)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-    for start in range(0, images.shape[0] * k2, chunk):
-        pairs = torch.arange(start, min(start + chunk, images.shape[0] * k2), device=device)
-        img_idx, hole_idx = pairs // k2, pairs % k2
-        imgs = normalize(images.to(device)[img_idx] if images.device == device
-                         else images[img_idx.cpu()].to(device))
-        patches = _gather_patches(imgs, top_left[hole_idx], grid.patch_size)
-        steps = [MaskStep(st.scale[hole_idx], st.mask[hole_idx]) for st in plan]
-        with autocast:
-            z_l[start:start + len(pairs)] = local_net(patches).float().cpu()
-            z_g[start:start + len(pairs)] = global_net(imgs, masks[hole_idx], steps).float().cpu()
-    n = images.shape[0]
+    with autocast:
+        imgs = normalize(images.to(device))
+        base = layer0_pooled(global_net, imgs)[0]
+        for start in range(0, n * k2, chunk):
+            pairs = torch.arange(start, min(start + chunk, n * k2), device=device)
+            img_idx, hole_idx = pairs // k2, pairs % k2
+            tl = top_left[hole_idx]
+            patches = gather_windows(imgs, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
+            z_l[start:start + len(pairs)] = local_net(
+                patches.contiguous(memory_format=torch.channels_last)).float().cpu()
+            z_g[start:start + len(pairs)] = global_features_holes(
+                global_net, imgs, img_idx, hole_idx, grid, masks, plan, base).float().cpu()
     return z_l.view(n, k2, -1), z_g.view(n, k2, -1)
-
-
-def _gather_patches(imgs: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
-    """One patch per image: imgs `(B,3,S,S)`, top_left `(B,2)` -> `(B,3,size,size)`."""
-    from .patches import crop
-    return crop(imgs, top_left.unsqueeze(1), size)[:, 0]
 
 
 @torch.inference_mode()
