@@ -57,7 +57,9 @@ def gather_windows(x: torch.Tensor, index: torch.Tensor, rows: torch.Tensor, col
 def layer0_pooled(net: GlobalNet, x: torch.Tensor, mask: torch.Tensor | None = None):
     """Layer 0 + ReLU + max-pool of Tab. 2 (Eq. 5); mask None means 'no hole'."""
     if mask is None:
-        y = F.conv2d(x, net.pconv0.weight, net.pconv0.bias, S0)
+        # Eq. 5 with M = 1 (scale exactly 1), written as PartialConv2d computes it so that
+        # both paths round identically
+        y = F.conv2d(x, net.pconv0.weight, None, S0) + net.pconv0.bias.view(1, -1, 1, 1)
         return F.max_pool2d(F.relu(y), KP, SP), None
     y, m = net.pconv0(x, mask)
     return F.max_pool2d(F.relu(y), KP, SP), F.max_pool2d(m, KP, SP)
