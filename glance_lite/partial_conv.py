@@ -42,7 +42,9 @@ def mask_step(mask: torch.Tensor, kernel_size: int, stride: int = 1) -> MaskStep
     ones = mask.new_ones(1, 1, kernel_size, kernel_size)
     valid = F.conv2d(mask, ones, stride=stride)  # sum(M) in each window
     new_mask = (valid > 0).to(mask.dtype)
-    scale = kernel_size * kernel_size / valid.clamp(min=1.0) * new_mask
+    # a true division (a Python number over a tensor would multiply by a rounded reciprocal,
+    # so a full window would not get a scale of exactly 1)
+    scale = torch.div(valid.new_full((), kernel_size * kernel_size), valid.clamp(min=1.0)) * new_mask
     return MaskStep(scale=scale, mask=new_mask)
 
 
