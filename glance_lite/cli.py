@@ -1,0 +1,169 @@
+"""The `glance-lite` command line: synth, train, evaluate, demo (and compare, see baselines/).
+
+Every subcommand has --help; failures print one line `glance-lite: error: ...` and exit non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+DEFAULT_DATA = Path("data") / "synthetic"
+
+
+def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
+    p.add_argument("--profile", default=None,
+                   help="smoke | cpu | colab | paper | auto (default: $GLANCE_PROFILE or auto = colab with CUDA, cpu without)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    if teacher:
+        p.add_argument("--teacher", default=None,
+                       help="imagenet (torchvision weights; default) | random (untrained; default of the "
+                            "smoke profile only) | PATH to a ResNet-18 weights file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="glance-lite", description="Glancing at the Patch (CVPR 2021), the teaching version.")
+    ap.add_argument("--version", action="version", version=f"glance_lite {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the synthetic MVTec-format dataset")
+    p.add_argument("--out", default=str(DEFAULT_DATA), help=f"dataset root (default {DEFAULT_DATA})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default=None, help="sets the dataset size (smoke is tiny)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
+
+    p = sub.add_parser("train", help="pre-train Local-Net (if the run has none), then train Global-Net + DAD head")
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
+    _add_common(p)
+
+    p = sub.add_parser("evaluate", help="score maps and metrics.json for a trained run")
+    p.add_argument("--run", required=True, help="run folder with glance.pt")
+    p.add_argument("--data", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", required=True, help="evaluation folder")
+    p.add_argument("--lambda-s", type=float, default=None, help="score weight of Eq. 13 (default 0.8)")
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("demo", help="synth + train + evaluate on the synthetic default, print a table")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help=f"where the synthetic set goes (default {DEFAULT_DATA})")
+    p.add_argument("--category", default=None, help="synthetic category (default: all)")
+    p.add_argument("--out", default="runs/demo", help="folder for runs and evaluations (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="retrain even if runs exist")
+    _add_common(p)
+
+    p = sub.add_parser("compare", help="Glance vs local-only, NNS, Gaussian and AMC on the same data")
+    p.add_argument("--data", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    _add_common(p)
+    return ap
+
+
+def _teacher_for(args, prof) -> str:
+    teacher = args.teacher or prof.default_teacher
+    if teacher == "random":
+        print("NOTE: using an UNTRAINED ResNet-18 teacher (--teacher random); results are not comparable "
+              "with the paper.", file=sys.stderr)
+    return teacher
+
+
+def metrics_table(rows: dict[str, dict]) -> str:
+    """Rows {name: metrics dict} -> aligned text table with per-kind PRO."""
+    head = f"{'':<22}{'PRO':>7}{'pixAUROC':>10}{'imgAUROC':>10}{'PRO struct':>12}{'PRO logic':>11}"
+    lines = [head, "-" * len(head)]
+    fmt = lambda v: "   n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, m in rows.items():
+        kinds = m.get("per_kind", {})
+        lines.append(f"{name:<22}{fmt(m['pro']):>7}{fmt(m['pixel_auroc']):>10}{fmt(m['image_auroc']):>10}"
+                     f"{fmt(kinds.get('structural', {}).get('pro')):>12}{fmt(kinds.get('logical', {}).get('pro')):>11}")
+    return "\n".join(lines)
+
+
+def _synth(root: Path, prof, seed: int, overwrite: bool = False, categories=None) -> Path:
+    from .data import make_synthetic
+    t = time.perf_counter()
+    out = make_synthetic(root, seed=seed, categories=categories, overwrite=overwrite, **dict(prof.synthetic))
+    print(f"synthetic dataset ready in {out} ({time.perf_counter() - t:.1f} s)")
+    return out
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .profiles import get_profile
+
+    if args.command == "synth":
+        _synth(Path(args.out), get_profile(args.profile), args.seed, args.overwrite)
+        return 0
+
+    if args.command == "train":
+        from .train import train
+        prof = get_profile(args.profile)
+        path = train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args.seed,
+                     resume=args.resume, overwrite=args.overwrite, device=args.device)
+        print(f"trained model: {path}")
+        return 0
+
+    if args.command == "evaluate":
+        from .evaluate import evaluate
+        m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device)
+        print(metrics_table({args.category: m}))
+        print(f"metrics: {Path(args.out) / 'metrics.json'}")
+        return 0
+
+    if args.command == "demo":
+        from .data import SYNTHETIC_CATEGORIES
+        from .evaluate import evaluate
+        from .train import train
+        prof = get_profile(args.profile)
+        teacher = _teacher_for(args, prof)
+        cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
+        root = _synth(Path(args.data), prof, args.seed, categories=None)
+        rows = {}
+        for cat in cats:
+            run_dir, ev = Path(args.out) / cat / "run", Path(args.out) / cat / "eval"
+            t = time.perf_counter()
+            train(run_dir, root, cat, prof, teacher, args.seed, resume=not args.overwrite,
+                  overwrite=args.overwrite, device=args.device)
+            rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
+            print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
+        print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
+        (Path(args.out) / "summary.json").write_text(json.dumps(rows, indent=2))
+        return 0
+
+    if args.command == "compare":
+        from .baselines.compare import compare
+        prof = get_profile(args.profile)
+        compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
+                overwrite=args.overwrite, device=args.device)
+        return 0
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .teacher import TeacherUnavailable
+    warnings.simplefilter("default")
+    try:
+        return run(argv)
+    except (ValueError, TeacherUnavailable, CheckpointError, FileNotFoundError, RuntimeError) as err:
+        print(f"glance-lite: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("glance-lite: interrupted; run again with --resume to continue from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

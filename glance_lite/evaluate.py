@@ -1,0 +1,97 @@
+"""Evaluation of a trained run on a test split (paper Sec. 4.2, supplementary Sec. D.1).
+
+`evaluate(run_dir, data_root, category, out_dir)` scores every test image on the raster grid,
+stores the per-patch s_IAD / s_DAD scores and their IDW maps separately (so any lambda_s can be
+re-scored later without the networks), and writes
+  OUT/metrics.json   pro, pixel_auroc, image_auroc, per_defect, per_kind (+ settings, timing)
+  OUT/scores.npz     s_iad, s_dad (N, K*K), labels, defects, paths
+  OUT/maps.npz       maps_iad, maps_dad (N, 256, 256) float16
+  OUT/figure.png     image | ground truth | score map for a few defective images (like Fig. 3)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import DEFECT_KINDS, MVTecSplit, load_mvtec
+from .idw import idw_maps
+from .metrics import evaluate_maps
+from .model import Glance, load_model
+from .patches import PatchGrid
+from .profiles import get_profile
+from .scoring import PatchScores, combine
+
+
+def _writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ".write-test").write_bytes(b"")
+        (out_dir / ".write-test").unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to output folder {out_dir}: {err}") from err
+
+
+def score_split(model: Glance, split: MVTecSplit, grid: PatchGrid, chunk: int = 200,
+                batch_images: int = 8, amp_dtype: torch.dtype | None = None) -> PatchScores:
+    """PatchScores for every image of a split, a few images at a time (bounded memory)."""
+    parts = [model.score(split.images[i:i + batch_images], grid, chunk, amp_dtype)
+             for i in range(0, len(split), batch_images)]
+    return PatchScores(torch.cat([p.s_iad for p in parts]), torch.cat([p.s_dad for p in parts]), grid)
+
+
+def metrics_for(scores: PatchScores, split: MVTecSplit, lambda_s: float, power: float = 5.0) -> dict:
+    """Metrics of `evaluate_maps` for one lambda_s (cheap: no network runs)."""
+    maps = idw_maps(combine(scores.s_iad, scores.s_dad, lambda_s), scores.grid, power).numpy()
+    masks = split.masks[:, 0].numpy() > 0.5
+    return evaluate_maps(masks, maps, split.labels.numpy(), list(split.defects), DEFECT_KINDS)
+
+
+def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir: str | Path,
+             lambda_s: float | None = None, device: str | torch.device | None = None,
+             figure: bool = True) -> dict:
+    """Score the test split of `category` with RUN/glance.pt and write OUT/metrics.json etc."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model, config = load_model(run_dir / "glance.pt")
+    prof = get_profile(config["profile"]["name"])
+    lambda_s = prof.lambda_s if lambda_s is None else lambda_s
+    split = load_mvtec(data_root, category, "test")
+    _writable(out_dir)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(dev)
+    grid = PatchGrid(per_side=prof.grid_per_side)
+    amp = torch.bfloat16 if dev.type == "cuda" else None
+    t0 = time.perf_counter()
+    scores = score_split(model, split, grid, prof.score_chunk, amp_dtype=amp)
+    seconds = time.perf_counter() - t0
+    result = metrics_for(scores, split, lambda_s, prof.idw_power)
+    result.update({"category": category, "lambda_s": lambda_s, "grid_per_side": grid.per_side,
+                   "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),
+                   "device": str(dev), "teacher": config.get("teacher"), "profile": prof.name})
+    np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
+                        labels=split.labels.numpy(), defects=np.array(split.defects),
+                        paths=np.array(split.paths))
+    np.savez_compressed(out_dir / "maps.npz",
+                        maps_iad=idw_maps(scores.s_iad, grid, prof.idw_power).numpy().astype(np.float16),
+                        maps_dad=idw_maps(scores.s_dad, grid, prof.idw_power).numpy().astype(np.float16))
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    if figure:
+        from .viz import figure_grid
+        maps = scores.maps(lambda_s, prof.idw_power)
+        pick = [i for i in range(len(split)) if split.labels[i] == 1][:6]
+        if pick:
+            figure_grid(split.images[pick], split.masks[pick], maps[pick],
+                        [split.defects[i] for i in pick], out_dir / "figure.png")
+    return result
+
+
+def load_scores(eval_dir: str | Path, grid: PatchGrid | None = None) -> tuple[PatchScores, dict]:
+    """Read OUT/scores.npz back -> (PatchScores, {"labels", "defects", "paths"})."""
+    z = np.load(Path(eval_dir) / "scores.npz")
+    k = int(round(z["s_iad"].shape[1] ** 0.5))
+    grid = grid or PatchGrid(per_side=k)
+    meta = {"labels": z["labels"], "defects": list(z["defects"]), "paths": list(z["paths"])}
+    return PatchScores(torch.from_numpy(z["s_iad"]), torch.from_numpy(z["s_dad"]), grid), meta

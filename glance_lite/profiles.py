@@ -1,0 +1,79 @@
+"""Run profiles: how long to train and how finely to score (supplementary Sec. C.1 for `paper`).
+
+    smoke  seconds on a CPU; for CI and for checking that everything runs. Coarse 8x8 grid.
+    cpu    minutes on 2 CPU cores; one synthetic category trains and evaluates in <= 10 min.
+    colab  one GPU (a Colab T4), <= 15 min per chapter.
+    paper  the supplementary's schedule: 50K + 50K Local-Net steps, 200K Global-Net steps.
+
+Choose with an argument or the GLANCE_PROFILE environment variable; `auto` (the default) is
+`colab` when CUDA is available and `cpu` otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    distill_steps: int          # Local-Net distillation on natural images (ImageNet in the paper)
+    distill_batch: int
+    finetune_steps: int         # Local-Net fine-tuning on the category's training images
+    finetune_batch: int
+    train_steps: int            # Global-Net + DAD head, Local-Net frozen (Eq. 10)
+    train_batch: int
+    grid_per_side: int = 20     # raster grid at inference (20 x 20 in the supplementary)
+    teacher_input: int = 64     # side the 33x33 patch is resized to for ResNet-18
+    default_teacher: str = "imagenet"
+    distill_source: str = "sklearn"
+    checkpoint_every: int = 100
+    lr_local: float = 2e-4      # supplementary Sec. C.1
+    lr_global: float = 1e-4
+    lr_head: float = 1e-5
+    lambda_k: float = 1.0
+    lambda_c: float = 1.0
+    lambda_t: float = 0.01
+    lambda_s: float = 0.8
+    idw_power: float = 5.0
+    score_chunk: int = 200      # (image, patch) pairs per scoring batch
+    synthetic: tuple = (("n_train", 60), ("n_test_good", 8), ("n_test_per_defect", 6))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "smoke": Profile("smoke", distill_steps=3, distill_batch=8, finetune_steps=3, finetune_batch=8,
+                     train_steps=4, train_batch=4, grid_per_side=6, teacher_input=32,
+                     default_teacher="random", checkpoint_every=2, score_chunk=36,
+                     synthetic=(("n_train", 6), ("n_test_good", 2), ("n_test_per_defect", 1))),
+    "cpu": Profile("cpu", distill_steps=150, distill_batch=32, finetune_steps=150, finetune_batch=16,
+                   train_steps=300, train_batch=16, grid_per_side=20, checkpoint_every=50,
+                   score_chunk=100),
+    "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
+                     finetune_batch=16, train_steps=8000, train_batch=64, teacher_input=112,
+                     distill_source="flowers102", checkpoint_every=500, score_chunk=400,
+                     synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
+    "paper": Profile("paper", distill_steps=50_000, distill_batch=64, finetune_steps=50_000,
+                     finetune_batch=16, train_steps=200_000, train_batch=64, teacher_input=224,
+                     distill_source="flowers102", checkpoint_every=2000, score_chunk=400,
+                     synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
+}
+
+
+def resolve_name(name: str | None = None) -> str:
+    """`name` or $GLANCE_PROFILE or `auto` -> a concrete profile name."""
+    name = name or os.environ.get("GLANCE_PROFILE") or "auto"
+    if name == "auto":
+        return "colab" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of auto, {', '.join(PROFILES)}")
+    return name
+
+
+def get_profile(name: str | None = None, **overrides) -> Profile:
+    """The profile called `name` (see `resolve_name`), with optional field overrides."""
+    return replace(PROFILES[resolve_name(name)], **overrides)
