@@ -1,0 +1,22 @@
+"""environment.yml lists exactly the packages of pyproject.toml (dependencies + book + dev)."""
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["book"]) \
+        | set(project["optional-dependencies"]["dev"])
+    env = (ROOT / "environment.yml").read_text()
+    listed = set(re.findall(r'^\s+- "([^"]+)"\s*$', env, flags=re.M))
+    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
+    assert "python=3.11" in env
+
+
+def test_torch_range_is_loose():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch = [d for d in deps if d.startswith("torch")]
+    assert all("<" not in d and "==" not in d for d in torch), "Colab must keep its own torch"
