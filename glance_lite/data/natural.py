@@ -1,0 +1,184 @@
+"""Natural-image data: one-class splits (paper Sec. 4.1 / 4.3) and Local-Net distillation images.
+
+* :func:`one_class_split` builds the GradCon protocol the paper follows for
+  CIFAR-10: train on the training images of one class; test on that class'
+  test images plus as many test images drawn at random from the other
+  classes (label 1 = outlier).  ``dataset="digits"`` gives the same protocol on
+  scikit-learn's bundled 8x8 handwritten digits, which needs no download.
+* :func:`distillation_images` returns generic photographs for distilling the
+  Local-Net from a pretrained network (the paper uses ImageNet, Sec. 4.2);
+  offline we use scikit-learn's two bundled sample photographs.
+* :func:`random_crops` cuts many random patches from such images at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError
+from .images import PathLike, list_image_files, load_image
+
+__all__ = ["OneClassSplit", "one_class_split", "distillation_images", "random_crops"]
+
+
+@dataclass
+class OneClassSplit:
+    """A one-class (novelty detection) split.
+
+    Attributes:
+        train: FloatTensor (N, 3, H, W) in [0, 1], all from the normal class.
+        test: FloatTensor (M, 3, H, W) in [0, 1]: normal test images first, then outliers.
+        test_labels: LongTensor (M,), 0 = normal class, 1 = outlier (anomalous).
+    """
+
+    train: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def _to_float_nchw(x: np.ndarray, scale: float) -> torch.Tensor:
+    """uint8/float array (N, H, W) or (N, H, W, 3) -> FloatTensor (N, 3, H, W) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).float() / scale
+    if t.dim() == 3:
+        t = t[:, None].expand(-1, 3, -1, -1)
+    else:
+        t = t.permute(0, 3, 1, 2)
+    return t.clamp(0.0, 1.0).contiguous()
+
+
+def _resize(x: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0.0, 1.0)
+
+
+def _load_digits(seed: int):
+    """sklearn digits, split 50/50 per class with a seeded permutation (stratified)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images, labels = d.images.astype(np.float32), d.target.astype(np.int64)  # (1797, 8, 8) in 0..16
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        half = len(idx) // 2
+        train_idx.append(idx[:half])
+        test_idx.append(idx[half:])
+    tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    return (_to_float_nchw(images[tr], 16.0), labels[tr]), (_to_float_nchw(images[te], 16.0), labels[te])
+
+
+def _cifar10(root: PathLike, train: bool):
+    """torchvision CIFAR-10 (downloaded into ``root`` if absent) -> (uint8 (N, 32, 32, 3), labels)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        ds = CIFAR10(str(root), train=train, download=False)
+    except RuntimeError:  # not there yet: try to download (needs internet)
+        try:
+            ds = CIFAR10(str(root), train=train, download=True)
+        except Exception as exc:
+            raise DataError(
+                f"CIFAR-10 is not in {root} and downloading it failed ({type(exc).__name__}: {exc}). "
+                "The download needs internet access (it works on Colab); offline, use "
+                "dataset='digits' (bundled with scikit-learn) instead."
+            ) from exc
+    return ds.data, np.asarray(ds.targets, dtype=np.int64)
+
+
+def one_class_split(dataset: str = "digits", normal_class: int = 0, root: PathLike = "data",
+                    seed: int = 0, size: Optional[int] = None) -> OneClassSplit:
+    """One-class split following GradCon's protocol (paper Sec. 4.1).
+
+    Args:
+        dataset: "digits" (offline, 8x8 gray, 10 classes) or "cifar10" (32x32, needs download).
+        normal_class: the inlier class, 0..9.
+        root: where CIFAR-10 is stored / downloaded (unused for digits).
+        seed: controls the digits train/test split and which outliers are drawn.
+        size: if given, images are resized (bilinear, antialiased) to size x size.
+    Returns:
+        OneClassSplit with train (N, 3, H, W), test (M, 3, H, W), test_labels (M,)
+        where M = 2 * (number of normal-class test images).
+    """
+    if dataset == "digits":
+        (xtr, ytr), (xte, yte) = _load_digits(seed)
+    elif dataset == "cifar10":
+        dtr, ytr = _cifar10(root, True)
+        dte, yte = _cifar10(root, False)
+        xtr, xte = _to_float_nchw(dtr, 255.0), _to_float_nchw(dte, 255.0)
+    else:
+        raise DataError(f"unknown dataset {dataset!r}; expected 'digits' or 'cifar10'")
+    if normal_class not in range(10):
+        raise DataError(f"normal_class must be an integer 0..9, got {normal_class!r}")
+    rng = np.random.default_rng(seed)
+    inliers = np.flatnonzero(yte == normal_class)
+    others = np.flatnonzero(yte != normal_class)
+    outliers = np.sort(rng.choice(others, size=len(inliers), replace=False))
+    test = torch.cat([xte[inliers], xte[outliers]])
+    labels = torch.cat([torch.zeros(len(inliers), dtype=torch.long), torch.ones(len(outliers), dtype=torch.long)])
+    train = xtr[np.flatnonzero(ytr == normal_class)]
+    return OneClassSplit(train=_resize(train, size), test=_resize(test, size), test_labels=labels)
+
+
+def distillation_images(source: Union[str, PathLike] = "sklearn", root: PathLike = "data",
+                        size: Optional[int] = None, max_images: int = 2000) -> torch.Tensor:
+    """Generic natural images for distilling the Local-Net (ImageNet in the paper, Sec. 4.2).
+
+    Args:
+        source: "sklearn" (two bundled photographs, 427x640, offline), "cifar10"
+            (training images, needs download; upsampled to ``size or 64`` so that
+            33x33 crops fit), or a folder of image files (each resized to ``size or 256``).
+        root: CIFAR-10 location.
+        size: see ``source``; for "sklearn", resizes to size x size if given.
+        max_images: at most this many CIFAR-10 images (the first ones), to bound memory.
+    Returns:
+        FloatTensor (N, 3, H, W) in [0, 1].
+    """
+    if source == "sklearn":
+        from sklearn.datasets import load_sample_images
+
+        x = _to_float_nchw(np.stack(load_sample_images().images), 255.0)
+        return _resize(x, size)
+    if source == "cifar10":
+        data, _ = _cifar10(root, True)
+        return _resize(_to_float_nchw(data[:max_images], 255.0), size or 64)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(f"distillation source {source!r} is neither 'sklearn', 'cifar10' nor an existing folder")
+    files = list_image_files(folder)
+    if not files:
+        raise DataError(f"folder {folder} contains no images for distillation")
+    return torch.stack([load_image(f, size or 256) for f in files])
+
+
+def random_crops(images: torch.Tensor, n: int, size: int = 33,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``n`` random size x size crops from random images, gathered in one indexing op.
+
+    Args:
+        images: (N, C, H, W) with H, W >= size.
+        n: number of crops.
+        size: crop side (33 = the paper's patch size).
+        generator: optional torch.Generator for reproducibility.
+    Returns:
+        Tensor (n, C, size, size), same dtype as ``images``.
+    """
+    N, C, H, W = images.shape
+    if H < size or W < size:
+        raise DataError(f"images of size {H}x{W} are smaller than the crop size {size}")
+    which = torch.randint(N, (n,), generator=generator)
+    top = torch.randint(H - size + 1, (n,), generator=generator)
+    left = torch.randint(W - size + 1, (n,), generator=generator)
+    ar = torch.arange(size)
+    rows = (top[:, None] + ar)[:, None, :, None]   # (n, 1, size, 1)
+    cols = (left[:, None] + ar)[:, None, None, :]  # (n, 1, 1, size)
+    chans = torch.arange(C)[None, :, None, None]   # (1, C, 1, 1)
+    return images[which[:, None, None, None], chans, rows, cols]

@@ -1,0 +1,445 @@
+"""A small, deterministic, MVTec-format synthetic dataset with structural *and* logical defects.
+
+The paper's key claim (Sec. 4.2, Fig. 4) is that comparing a patch with its
+surroundings catches anomalies that look perfectly normal inside any single
+patch -- a misplaced or swapped part -- which purely local methods miss.  Real
+MVTec AD is large and cannot be downloaded here, so this module draws three
+toy categories that make the distinction explicit:
+
+* ``fabric`` (texture): a plaid of coloured threads every 48 px (red, green,
+  blue, repeating) over a fine weave.
+* ``circuit`` (object): a green board with a copper grid and four chips of
+  fixed colours in the corner slots of a 3x3 layout.
+* ``cable`` (object): a cable cross-section with three cores (green, blue,
+  brown) at fixed angles.
+
+Structural defects (stains, holes, scratches, burns, cuts, pokes) put new
+colours or shapes into the image.  Logical defects (``swap``, ``missing``,
+``misplaced``) only rearrange normal parts; every layout is spaced so that no
+33x33 window (the paper's patch size at 256x256) sees two parts at once, so
+each anomalous patch, seen alone, has a near-duplicate in the training images
+(checked in tests/test_data_synthetic.py).  Masks are exact: the pixels whose
+noise-free rendering differs from the defect-free rendering of the same image
+by at least one grey level.  Training images vary by shifts, small rotations,
+lighting gain/tint and pixel noise.  Geometry is defined in units of a 256 px
+image and scaled to ``size``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataError
+
+SYNTHETIC_CATEGORIES = ("fabric", "circuit", "cable")
+CATEGORY_DEFECTS: Dict[str, tuple] = {
+    "fabric": ("hole", "stain", "swap", "missing"),
+    "circuit": ("scratch", "burn", "swap", "missing", "misplaced"),
+    "cable": ("cut", "poke", "swap", "missing"),
+}
+DEFECT_KINDS: Dict[str, str] = {
+    "hole": "structural", "stain": "structural", "scratch": "structural",
+    "burn": "structural", "cut": "structural", "poke": "structural",
+    "swap": "logical", "missing": "logical", "misplaced": "logical",
+}
+_VERSION = 1
+
+# ---------------------------------------------------------------- drawing helpers
+
+
+def rgb(r: float, g: float, b: float) -> np.ndarray:
+    return np.array([r, g, b], np.float32)
+
+
+class Canvas:
+    """Coordinates and soft-edged shape painters for an (S, S, 3) float image.
+
+    Shapes are given in units of a 256 px image; ``c`` (S,) holds the pixel
+    centres in those units.  Edges are anti-aliased over one pixel using a
+    signed distance ``sd`` (negative inside): alpha = clip(0.5 - sd / px, 0, 1).
+    Painters only touch the shape's bounding box, so they stay cheap.
+    """
+
+    def __init__(self, size: int):
+        self.S, self.px = size, 256.0 / size
+        self.c = ((np.arange(size) + 0.5) * self.px).astype(np.float32)
+
+    def soft(self, sd: np.ndarray) -> np.ndarray:
+        return np.clip(0.5 - sd / self.px, 0.0, 1.0)
+
+    def _box(self, x0: float, x1: float, y0: float, y1: float):
+        lo = lambda v: int(np.clip(np.floor(v / self.px) - 2, 0, self.S))
+        hi = lambda v: int(np.clip(np.ceil(v / self.px) + 2, 0, self.S))
+        rows, cols = slice(lo(y0), hi(y1)), slice(lo(x0), hi(x1))
+        return (rows, cols), self.c[cols][None, :], self.c[rows][:, None]
+
+    def _paint(self, img, sl, sd, colour, opacity: float = 1.0) -> None:
+        a = (self.soft(sd) * opacity)[..., None]
+        img[sl] = img[sl] * (1.0 - a) + colour * a
+
+    def rect(self, img, x, y, hw, hh, colour, opacity=1.0) -> None:
+        sl, X, Y = self._box(x - hw, x + hw, y - hh, y + hh)
+        self._paint(img, sl, np.maximum(np.abs(X - x) - hw, np.abs(Y - y) - hh), colour, opacity)
+
+    def disk(self, img, x, y, r, colour, opacity=1.0) -> None:
+        sl, X, Y = self._box(x - r, x + r, y - r, y + r)
+        self._paint(img, sl, np.hypot(X - x, Y - y) - r, colour, opacity)
+
+    def blob(self, img, x, y, r0, rng, colour, opacity=1.0) -> None:
+        """Irregular disk: radius r0 * (1 + sum of 3 random low harmonics)."""
+        amp, phase = rng.uniform(0.0, 0.18, 3), rng.uniform(0, 2 * np.pi, 3)
+        sl, X, Y = self._box(x - 1.6 * r0, x + 1.6 * r0, y - 1.6 * r0, y + 1.6 * r0)
+        theta = np.arctan2(Y - y, X - x)
+        radius = r0 * (1.0 + sum(a * np.sin(k * theta + f) for a, k, f in zip(amp, (2, 3, 5), phase)))
+        self._paint(img, sl, np.hypot(X - x, Y - y) - radius, colour, opacity)
+
+    def segment(self, img, x0, y0, x1, y1, width, colour, opacity=1.0) -> None:
+        sl, X, Y = self._box(min(x0, x1) - width, max(x0, x1) + width,
+                             min(y0, y1) - width, max(y0, y1) + width)
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((X - x0) * dx + (Y - y0) * dy) / max(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
+        self._paint(img, sl, np.hypot(X - x0 - t * dx, Y - y0 - t * dy) - width / 2, colour, opacity)
+
+    def polygon(self, img, pts, colour, opacity=1.0) -> None:
+        """Convex polygon given by its corner points (any orientation)."""
+        xs, ys = [q[0] for q in pts], [q[1] for q in pts]
+        mx, my = float(np.mean(xs)), float(np.mean(ys))
+        sl, X, Y = self._box(min(xs), max(xs), min(ys), max(ys))
+        sd = np.full(np.broadcast(X, Y).shape, -np.inf, np.float32)
+        for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1]):
+            nx, ny = by - ay, ax - bx  # edge normal, flipped to point away from the centroid
+            sign = -1.0 if (mx - ax) * nx + (my - ay) * ny > 0 else 1.0
+            sd = np.maximum(sd, sign * ((X - ax) * nx + (Y - ay) * ny) / np.hypot(nx, ny))
+        self._paint(img, sl, sd, colour, opacity)
+
+
+# ---------------------------------------------------------------- fabric (texture)
+_BEIGE = rgb(0.83, 0.77, 0.63)
+_THREADS = [rgb(0.72, 0.16, 0.14), rgb(0.16, 0.52, 0.24), rgb(0.16, 0.24, 0.68)]
+_PERIOD, _HALF_W = 48, 5.0
+
+
+def _fabric_sample(rng: np.random.Generator) -> dict:
+    return {"ox": int(rng.integers(0, 3 * _PERIOD)), "oy": int(rng.integers(0, 3 * _PERIOD)),
+            "over": {}}  # over[(axis, stripe)] = colour index, or -1 for a missing thread
+
+
+def _stripes(c: np.ndarray, offset: int, over: dict, axis: str, cv: Canvas):
+    """Alpha (S,) and colour (S, 3) of the threads along one axis."""
+    p = c + offset
+    idx = np.floor(p / _PERIOD).astype(np.int64)
+    alpha = cv.soft(np.abs(p % _PERIOD - _PERIOD / 2) - _HALF_W)
+    col_idx = idx % 3
+    for (ax, stripe), colour in over.items():
+        if ax == axis:
+            hit = idx == stripe
+            if colour < 0:
+                alpha = np.where(hit, 0.0, alpha)
+            else:
+                col_idx = np.where(hit, colour, col_idx)
+    return alpha, np.stack(_THREADS)[col_idx]
+
+
+def _fabric_draw(p: dict, cv: Canvas) -> np.ndarray:
+    c = cv.c
+    wx, wy = np.cos(2 * np.pi * (c + p["ox"]) / 8), np.cos(2 * np.pi * (c + p["oy"]) / 8)
+    weave = (1.0 + 0.07 * wy[:, None] * wx[None, :])[..., None]       # (S, S, 1)
+    av, cvv = _stripes(c, p["ox"], p["over"], "v", cv)
+    ah, chh = _stripes(c, p["oy"], p["over"], "h", cv)
+    a_v, a_h = av[None, :, None], ah[:, None, None]
+    colour = (a_v * cvv[None] + a_h * chh[:, None]) / np.maximum(a_v + a_h, 1e-6)
+    alpha = 0.85 * (1.0 - (1.0 - a_v) * (1.0 - a_h))
+    return (_BEIGE * (1.0 - alpha) + colour * alpha) * weave
+
+
+def _visible_stripe(rng: np.random.Generator, offset: int, first_ok: int = 0) -> int:
+    """Index of a thread whose centre lies well inside the 256 px canvas."""
+    centres = [k for k in range(-1, 8) if 30 <= k * _PERIOD + _PERIOD / 2 - offset <= 226 - first_ok]
+    return int(rng.choice(centres))
+
+
+def _fabric_logical(p: dict, defect: str, rng: np.random.Generator) -> dict:
+    q = dict(p, over=dict(p["over"]))
+    axis = "v" if rng.random() < 0.5 else "h"
+    off = p["ox"] if axis == "v" else p["oy"]
+    k = _visible_stripe(rng, off, first_ok=_PERIOD if defect == "swap" else 0)
+    if defect == "swap":  # two neighbouring threads exchange colours: R,G,B,R -> R,B,G,R
+        q["over"][(axis, k)], q["over"][(axis, k + 1)] = (k + 1) % 3, k % 3
+    else:  # "missing": one thread left out
+        q["over"][(axis, k)] = -1
+    return q
+
+
+def _fabric_structural(img: np.ndarray, p: dict, defect: str, rng, cv: Canvas) -> None:
+    x, y = rng.uniform(40, 216, size=2)
+    if defect == "hole":
+        cv.blob(img, x, y, rng.uniform(8, 15), rng, rgb(0.05, 0.04, 0.04))
+    else:  # stain
+        cv.blob(img, x, y, rng.uniform(12, 22), rng, rgb(0.42, 0.27, 0.08), opacity=0.7)
+
+
+# ---------------------------------------------------------------- circuit (object)
+_BOARD, _TRACE, _PIN = rgb(0.07, 0.29, 0.13), rgb(0.22, 0.47, 0.20), rgb(0.76, 0.76, 0.72)
+_CHIPS = [rgb(0.75, 0.18, 0.14), rgb(0.18, 0.28, 0.78), rgb(0.86, 0.74, 0.18), rgb(0.10, 0.10, 0.12)]
+_LAYOUT = {(0, 0): 0, (0, 2): 1, (2, 0): 2, (2, 2): 3}  # slot (row, col) -> chip colour
+_SLOT, _CELL = 88, 44
+
+
+def _circuit_sample(rng: np.random.Generator) -> dict:
+    return {"sx": int(rng.integers(-6, 7)), "sy": int(rng.integers(-6, 7)), "chips": dict(_LAYOUT)}
+
+
+def _circuit_draw(p: dict, cv: Canvas) -> np.ndarray:
+    S, c = cv.S, cv.c
+    img = np.empty((S, S, 3), np.float32)
+    img[:] = _BOARD
+    # copper grid midway between slot centres, with a via at every crossing
+    dx = np.abs((c - (128 + p["sx"])) % _CELL - _CELL / 2)
+    dy = np.abs((c - (128 + p["sy"])) % _CELL - _CELL / 2)
+    line = np.maximum(cv.soft(dx - 1.0)[None, :], cv.soft(dy - 1.0)[:, None])[..., None]
+    img = img * (1 - line) + _TRACE * line
+    r = np.hypot(dx[None, :], dy[:, None])
+    img = img * (1 - cv.soft(r - 3.5)[..., None]) + _PIN * cv.soft(r - 3.5)[..., None]
+    img = img * (1 - cv.soft(r - 1.5)[..., None]) + _BOARD * 0.5 * cv.soft(r - 1.5)[..., None]
+    for (row, col), colour in p["chips"].items():
+        x, y = 128 + p["sx"] + _SLOT * (col - 1), 128 + p["sy"] + _SLOT * (row - 1)
+        for side in (-1, 1):
+            for k in (-10, 0, 10):
+                cv.rect(img, x + side * 21, y + k, 3.0, 2.0, _PIN)
+        cv.rect(img, x, y, 18, 18, _CHIPS[colour] * 0.7)
+        cv.rect(img, x, y, 17, 17, _CHIPS[colour])
+        cv.disk(img, x - 12, y - 12, 2.5, rgb(0.9, 0.9, 0.85))  # pin-1 marker
+    return img
+
+
+def _circuit_logical(p: dict, defect: str, rng: np.random.Generator) -> dict:
+    chips = dict(p["chips"])
+    slots = sorted(chips)
+    if defect == "swap":
+        a, b = rng.choice(len(slots), size=2, replace=False)
+        chips[slots[a]], chips[slots[b]] = chips[slots[b]], chips[slots[a]]
+    elif defect == "missing":
+        del chips[slots[int(rng.integers(len(slots)))]]
+    else:  # misplaced: a chip moves to an empty slot
+        empty = [(r, c) for r in range(3) for c in range(3) if (r, c) not in chips]
+        src, dst = slots[int(rng.integers(len(slots)))], empty[int(rng.integers(len(empty)))]
+        chips[dst] = chips.pop(src)
+    return dict(p, chips=chips)
+
+
+def _circuit_structural(img: np.ndarray, p: dict, defect: str, rng, cv: Canvas) -> None:
+    x, y = rng.uniform(40, 216, size=2)
+    if defect == "scratch":
+        ang, length = rng.uniform(0, np.pi), rng.uniform(40, 100)
+        ddx, ddy = 0.5 * length * np.cos(ang), 0.5 * length * np.sin(ang)
+        cv.segment(img, x - ddx, y - ddy, x + ddx, y + ddy, rng.uniform(1.5, 2.5), rgb(0.88, 0.62, 0.32))
+    else:  # burn
+        cv.blob(img, x, y, rng.uniform(10, 17), rng, rgb(0.30, 0.17, 0.06), opacity=0.9)
+        cv.blob(img, x, y, rng.uniform(5, 8), rng, rgb(0.04, 0.03, 0.02))
+
+
+# ---------------------------------------------------------------- cable (object)
+_BG, _SHEATH, _COPPER = rgb(0.11, 0.11, 0.12), rgb(0.60, 0.60, 0.58), rgb(0.80, 0.52, 0.26)
+_CORES = [rgb(0.22, 0.58, 0.26), rgb(0.20, 0.30, 0.74), rgb(0.48, 0.30, 0.14)]
+_CABLE_R, _CORE_DIST, _CORE_R = 122.0, 52.0, 18.0
+
+
+def _cable_sample(rng: np.random.Generator) -> dict:
+    return {"cx": 128 + rng.uniform(-3, 3), "cy": 128 + rng.uniform(-3, 3),
+            "rot": rng.uniform(-10, 10), "cores": [0, 1, 2]}  # colour per angular slot, -1 = none
+
+
+def _cable_draw(p: dict, cv: Canvas) -> np.ndarray:
+    img = np.empty((cv.S, cv.S, 3), np.float32)
+    img[:] = _BG
+    cv.disk(img, p["cx"], p["cy"], _CABLE_R, _SHEATH)
+    for k, colour in enumerate(p["cores"]):
+        if colour < 0:
+            continue
+        t = np.deg2rad(p["rot"] - 90 + 120 * k)
+        x, y = p["cx"] + _CORE_DIST * np.cos(t), p["cy"] + _CORE_DIST * np.sin(t)
+        cv.disk(img, x, y, _CORE_R, _CORES[colour] * 0.75)
+        cv.disk(img, x, y, _CORE_R - 2, _CORES[colour])
+        cv.disk(img, x, y, 7.0, _COPPER)
+    return img
+
+
+def _cable_logical(p: dict, defect: str, rng: np.random.Generator) -> dict:
+    cores = list(p["cores"])
+    if defect == "swap":
+        a, b = rng.choice(3, size=2, replace=False)
+        cores[a], cores[b] = cores[b], cores[a]
+    else:  # missing core
+        cores[int(rng.integers(3))] = -1
+    return dict(p, cores=cores)
+
+
+def _cable_structural(img: np.ndarray, p: dict, defect: str, rng, cv: Canvas) -> None:
+    t = np.deg2rad(rng.choice([45, 135, 225, 315]) + rng.uniform(-25, 25))
+    u, v = np.cos(t), np.sin(t)
+    if defect == "cut":  # a wedge notch cut into the sheath rim
+        depth, half = rng.uniform(18, 30), rng.uniform(7, 12)
+        r_out, r_in = _CABLE_R + 4, _CABLE_R - depth
+        pts = [(p["cx"] + r_out * u - half * v, p["cy"] + r_out * v + half * u),
+               (p["cx"] + r_out * u + half * v, p["cy"] + r_out * v - half * u),
+               (p["cx"] + r_in * u, p["cy"] + r_in * v)]
+        cv.polygon(img, pts, _BG)
+    else:  # poke: a small hole with a bright torn rim, between the cores and the rim
+        r = rng.uniform(80, 105)
+        x, y = p["cx"] + r * u, p["cy"] + r * v
+        rad = rng.uniform(4, 7)
+        cv.disk(img, x, y, rad + 2, rgb(0.85, 0.85, 0.82))
+        cv.disk(img, x, y, rad, rgb(0.03, 0.03, 0.03))
+
+
+_RENDER = {
+    "fabric": (_fabric_sample, _fabric_draw, _fabric_logical, _fabric_structural),
+    "circuit": (_circuit_sample, _circuit_draw, _circuit_logical, _circuit_structural),
+    "cable": (_cable_sample, _cable_draw, _cable_logical, _cable_structural),
+}
+
+
+def render(category: str, defect: str, rng: np.random.Generator, size: int = 256):
+    """Draw one image of ``category`` with ``defect`` ("good" for none).
+
+    Returns:
+        image: uint8 array (size, size, 3), lighting and noise applied.
+        mask: bool array (size, size), True where the noise-free rendering
+            differs from the defect-free one (all False for "good").
+    """
+    sample, draw, logical, structural = _RENDER[category]
+    cv = Canvas(size)
+    for _ in range(20):  # redraw in the (rare) case a defect changed no pixel
+        p = sample(rng)
+        clean = draw(p, cv)
+        if defect == "good":
+            img = clean
+        elif DEFECT_KINDS[defect] == "logical":
+            img = draw(logical(p, defect, rng), cv)
+        else:
+            img = clean.copy()
+            structural(img, p, defect, rng, cv)
+        mask = np.abs(img - clean).max(axis=2) >= 1.0 / 255
+        if defect == "good" or mask.any():
+            break
+    gain = rng.uniform(0.92, 1.08) * rng.uniform(0.97, 1.03, size=3)
+    noisy = img * gain + rng.normal(0.0, 0.02, size=img.shape)
+    return np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8), mask
+
+
+def _params(seed: int, size: int, n_train: int, n_test_good: int, n_test_per_defect: int, cat: str) -> dict:
+    return {"generator": "glance_lite.data.synthetic", "version": _VERSION, "category": cat,
+            "seed": seed, "size": size, "n_train": n_train, "n_test_good": n_test_good,
+            "n_test_per_defect": n_test_per_defect, "defects": list(CATEGORY_DEFECTS[cat])}
+
+
+def _write_category(folder: Path, params: dict) -> None:
+    cat, size, seed = params["category"], params["size"], params["seed"]
+    jobs = [("train", "good", i) for i in range(params["n_train"])]
+    jobs += [("test", "good", i) for i in range(params["n_test_good"])]
+    jobs += [("test", d, i) for d in CATEGORY_DEFECTS[cat] for i in range(params["n_test_per_defect"])]
+    for split, defect, i in jobs:
+        # one independent stream per file: any subset of files/categories is reproducible
+        key = [seed, zlib.crc32(cat.encode()), zlib.crc32(split.encode()), zlib.crc32(defect.encode()), i]
+        img, mask = render(cat, defect, np.random.default_rng(key), size)
+        out = folder / split / defect
+        out.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(out / f"{i:03d}.png", compress_level=1)
+        if defect != "good":
+            gt = folder / "ground_truth" / defect
+            gt.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(gt / f"{i:03d}_mask.png")
+    (folder / ".synthetic.json").write_text(json.dumps(params, indent=1, sort_keys=True))
+
+
+def make_synthetic(root="data/synthetic", seed: int = 0, size: int = 256, n_train: int = 60,
+                   n_test_good: int = 8, n_test_per_defect: int = 6,
+                   categories: Optional[Sequence[str]] = None, overwrite: bool = False) -> Path:
+    """Write the synthetic dataset in MVTec AD layout under ``root`` and return ``root``.
+
+    A category folder stamped (``.synthetic.json``) with the same parameters is
+    reused as is.  An existing folder without the stamp or with other
+    parameters raises DataError unless ``overwrite=True``.  Each category is
+    written to a hidden temporary folder and renamed into place, so an
+    interrupted run never leaves a half-written category.
+    """
+    root = Path(root)
+    cats = list(SYNTHETIC_CATEGORIES if categories is None else categories)
+    for cat in cats:
+        if cat not in _RENDER:
+            raise DataError(f"unknown synthetic category {cat!r}; expected one of {SYNTHETIC_CATEGORIES}")
+    if size < 64:
+        raise DataError(f"size must be at least 64 pixels, got {size}")
+    root.mkdir(parents=True, exist_ok=True)
+    for cat in cats:
+        params = _params(seed, size, n_train, n_test_good, n_test_per_defect, cat)
+        target = root / cat
+        if target.exists():
+            stamp = target / ".synthetic.json"
+            same = stamp.is_file() and json.loads(stamp.read_text()) == params
+            if same:
+                continue
+            if not overwrite:
+                why = "was made with other parameters" if stamp.is_file() else "has no .synthetic.json stamp"
+                raise DataError(f"{target} already exists and {why}; pass overwrite=True to replace it "
+                                f"(wanted {params})")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cat}.tmp-", dir=root))
+        try:
+            _write_category(tmp, params)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{cat}.old-", dir=root))
+                os.replace(target, old / cat)
+                shutil.rmtree(old)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def save_examples_figure(root, out_png, categories: Optional[Sequence[str]] = None) -> Path:
+    """Grid figure: per category one training image and one test image per defect, mask outlined."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    root = Path(root)
+    cats = [c for c in (categories or SYNTHETIC_CATEGORIES) if (root / c).is_dir()]
+    if not cats:
+        raise DataError(f"no synthetic categories found in {root}; run make_synthetic first")
+    ncol = 1 + max(len(CATEGORY_DEFECTS[c]) for c in cats)
+    fig, axes = plt.subplots(len(cats), ncol, figsize=(2.0 * ncol, 2.15 * len(cats)), squeeze=False)
+    for r, cat in enumerate(cats):
+        cells = [("train / good", root / cat / "train" / "good" / "000.png", None)]
+        for d in CATEGORY_DEFECTS[cat]:
+            cells.append((f"{d} ({DEFECT_KINDS[d][0].upper()})", root / cat / "test" / d / "000.png",
+                          root / cat / "ground_truth" / d / "000_mask.png"))
+        for c in range(ncol):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c >= len(cells):
+                continue
+            title, img_path, mask_path = cells[c]
+            ax.imshow(np.asarray(Image.open(img_path)))
+            if mask_path is not None:
+                ax.contour(np.asarray(Image.open(mask_path)) > 127, levels=[0.5], colors="white",
+                           linewidths=0.8)
+            ax.set_title(title, fontsize=8)
+        axes[r, 0].text(-0.08, 0.5, cat, transform=axes[r, 0].transAxes, rotation=90,
+                        va="center", ha="right", fontsize=10)
+    fig.suptitle("Synthetic MVTec-format data (S = structural, L = logical; outline = mask)", fontsize=9)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=72)
+    plt.close(fig)
+    return out_png
