@@ -134,6 +134,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     run_dir = Path(run_dir)
     config = {"category": category, "data_root": str(data_root), "profile": prof.to_dict(),
               "teacher": teacher, "seed": seed, "package_version": __version__}
+    config = json.loads(json.dumps(config))  # as it will read back from config.json
     _check_folder(run_dir, resume, overwrite)
     cfg_path = run_dir / "config.json"
     if resume and cfg_path.exists():
