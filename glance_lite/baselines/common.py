@@ -1,0 +1,81 @@
+"""Small pieces every baseline shares: memory guard, chunked nearest-neighbour search,
+ResNet-18 intermediate features, upsampling and Gaussian smoothing of score maps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+from torch import nn
+
+from ..teacher import normalize
+
+GIB = 1024 ** 3
+DEFAULT_MAX_BYTES = 2 * GIB  # default limit of any feature bank a baseline builds
+
+
+def check_bank_size(rows: int, dim: int, limit: int = DEFAULT_MAX_BYTES, what: str = "memory bank",
+                    itemsize: int = 4, extra: int = 0) -> int:
+    """Bytes of a `(rows, dim)` float bank (+ `extra`); ValueError above `limit`, before it is built."""
+    size = rows * dim * itemsize + extra
+    if size > limit:
+        raise ValueError(
+            f"the {what} would need {rows:,} x {dim} floats = {size / GIB:.2f} GiB, above the limit of "
+            f"{limit / GIB:.2f} GiB. Use fewer training images (or a smaller grid / image size), or "
+            f"raise the limit (max_bank_bytes) if the machine has the memory.")
+    return size
+
+
+@torch.no_grad()
+def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, max_chunk_bytes: int = 256 * 1024 ** 2
+                      ) -> torch.Tensor:
+    """Euclidean distance of each query `(Q,D)` to its nearest bank row `(M,D)` -> `(Q,)`.
+
+    torch.cdist on row chunks, so at most `max_chunk_bytes` of distances exist at once.
+    """
+    if bank.numel() == 0:
+        raise ValueError("the memory bank is empty; fit the baseline on some training images first")
+    rows = max(1, max_chunk_bytes // (4 * bank.shape[0]))
+    bank = bank.to(queries.device, torch.float32)
+    return torch.cat([torch.cdist(q.float(), bank).min(dim=1).values for q in queries.split(rows)])
+
+
+@torch.no_grad()
+def resnet_features(backbone: nn.Module, images: torch.Tensor, layers: tuple[str, ...],
+                    batch: int = 8) -> list[torch.Tensor]:
+    """Intermediate maps of a torchvision ResNet for images `(N,3,256,256)` in [0,1].
+
+    Returns one tensor per name in `layers` ("layer1".."layer4"), e.g. for ResNet-18 at 256 px:
+    layer1 `(N,64,64,64)`, layer2 `(N,128,32,32)`, layer3 `(N,256,16,16)`. Runs in eval mode on
+    the backbone's device, `batch` images at a time; results are returned on that device.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    dev = next(backbone.parameters()).device
+    names = ("layer1", "layer2", "layer3", "layer4")
+    last = max(names.index(n) for n in layers)
+    outs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    for part in images.split(batch):
+        x = normalize(part.to(dev))
+        x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
+        for name in names[:last + 1]:
+            x = getattr(backbone, name)(x)
+            if name in outs:
+                outs[name].append(x)
+    backbone.train(was_training)
+    return [torch.cat(outs[n]) for n in layers]
+
+
+def upsample(maps: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """Bilinear resize of score maps `(N,h,w)` -> `(N,size,size)`."""
+    return F.interpolate(maps[:, None].float(), size=(size, size), mode="bilinear",
+                         align_corners=False)[:, 0]
+
+
+def gaussian_smooth(maps: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
+    """Gaussian blur of every map `(N,H,W)` (scipy, sigma in pixels; the N axis is not blurred)."""
+    if sigma <= 0:
+        return maps
+    out = gaussian_filter(maps.detach().cpu().numpy().astype(np.float32), sigma=(0, sigma, sigma))
+    return torch.from_numpy(out)

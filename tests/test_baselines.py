@@ -1,0 +1,147 @@
+"""Baselines: coreset, Mahalanobis, CutPaste, memory guard, AMC, and the `compare` contract."""
+import json
+import shutil
+import subprocess
+from pathlib import Path
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from glance_lite.baselines.amc import MinMax, amc, image_scores
+from glance_lite.baselines.common import check_bank_size, gaussian_smooth, nearest_distances
+from glance_lite.baselines.gaussian import fit_gaussians, mahalanobis
+from glance_lite.baselines.nns import NNS, greedy_coreset
+from glance_lite.baselines.psg import cutpaste, psg_batch
+
+
+# ----------------------------------------------------------------------------- NNS
+def _brute_force_coreset(points: np.ndarray, n: int, start: int) -> list[int]:
+    chosen = [start]
+    while len(chosen) < n:
+        best, best_d = None, -1.0
+        for i in range(len(points)):
+            if i in chosen:
+                continue
+            d = min(np.linalg.norm(points[i] - points[c]) for c in chosen)
+            if d > best_d:
+                best, best_d = i, d
+        chosen.append(best)
+    return chosen
+
+
+def test_greedy_coreset_picks_farthest_points_like_brute_force():
+    # a tight cluster near the origin and three far corners
+    pts = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [0.1, 0.1],
+                        [10.0, 0.0], [0.0, 7.0], [-5.0, -5.0], [0.05, 0.02]])
+    idx = greedy_coreset(pts, 4, start=0).tolist()
+    assert idx == [0, 4, 6, 5]  # the far corners: 10 away, then 7.07 (beats 7), then 7
+    rng = np.random.default_rng(0)
+    cloud = rng.normal(size=(40, 2))
+    for start in (0, 7):
+        got = greedy_coreset(torch.from_numpy(cloud), 10, start=start).tolist()
+        assert got == _brute_force_coreset(cloud, 10, start)
+
+
+def test_nearest_distances_match_a_direct_computation():
+    q, bank = torch.randn(37, 5), torch.randn(11, 5)
+    want = torch.cdist(q, bank).min(dim=1).values
+    assert torch.allclose(nearest_distances(q, bank, max_chunk_bytes=4 * 11 * 3), want)
+
+
+def test_memory_bank_guard_raises_before_building():
+    with pytest.raises(ValueError, match=r"GiB.*max_bank_bytes"):
+        check_bank_size(10_000, 384, limit=1_000_000, what="NNS memory bank")
+    assert check_bank_size(10, 4, limit=1000) == 160
+    from torchvision.models import resnet18
+    nns = NNS(resnet18(weights=None), max_bank_bytes=1024)
+    with pytest.raises(ValueError, match="NNS memory bank"):
+        nns.fit(torch.rand(2, 3, 64, 64))
+    assert nns.bank is None
+
+
+# ----------------------------------------------------------------------------- Gaussian
+def test_mahalanobis_equals_numpy_formula():
+    rng = np.random.default_rng(1)
+    n, p, d, lam = 12, 3, 4, 0.01
+    train = rng.normal(size=(n, p, d)) * rng.uniform(0.5, 2.0, size=(1, p, d))
+    test = rng.normal(size=(5, p, d))
+    mean, chol = fit_gaussians(torch.from_numpy(train).float(), lam)
+    got = mahalanobis(torch.from_numpy(test).float(), mean, chol).numpy()
+    want = np.empty((5, p))
+    for j in range(p):
+        mu = train[:, j].mean(0)
+        inv = np.linalg.inv(np.cov(train[:, j], rowvar=False) + lam * np.eye(d))
+        diff = test[:, j] - mu
+        want[:, j] = np.sqrt(np.einsum("nd,de,ne->n", diff, inv, diff))
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- PSG
+@pytest.mark.parametrize("scar", [False, True])
+def test_cutpaste_changes_only_a_bounded_region(scar):
+    images = torch.rand(6, 3, 64, 64)
+    out, mask = cutpaste(images, torch.Generator().manual_seed(3), scar=scar)
+    changed = (out != images).any(dim=1)
+    assert not (changed & ~mask).any()                     # nothing outside the pasted box
+    area = mask.flatten(1).sum(1).float()
+    assert (area > 0).all()
+    bound = 25 * 16 + 60 if scar else 0.15 * 64 * 64 * 1.1   # scar box <= 25x16 (+ rounding)
+    assert (area <= bound).all()
+    again, _ = cutpaste(images, torch.Generator().manual_seed(3), scar=scar)
+    assert torch.equal(out, again)                         # seeded
+
+
+def test_psg_batch_has_three_labelled_classes():
+    x, y = psg_batch(torch.rand(4, 3, 32, 32), 2, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 3, 32, 32) and y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+# ----------------------------------------------------------------------------- AMC
+def test_amc_product_and_smoothing_on_a_toy_map():
+    nns = torch.zeros(2, 32, 32)
+    gauss = torch.zeros(2, 32, 32)
+    nns[0, 10, 10] = 2.0          # NNS fires at (10,10) and (20,20) ...
+    nns[0, 20, 20] = 2.0
+    gauss[0, 10, 10] = 4.0        # ... the Gaussian only at (10,10): the product keeps that one
+    norm_n, norm_g = MinMax(0.0, 2.0), MinMax(0.0, 4.0)
+    raw = amc(nns, gauss, norm_n, norm_g, sigma=0)
+    assert raw[0, 10, 10] == 1.0 and raw[0, 20, 20] == 0.0 and raw[1].abs().sum() == 0
+    smooth = amc(nns, gauss, norm_n, norm_g, sigma=2)
+    assert torch.isclose(smooth.sum(), raw.sum(), rtol=1e-3)      # blur keeps the mass
+    assert smooth[0, 10, 10] < 1.0 and smooth[0, 10, 12] > 0      # and spreads it
+    assert int(smooth[0].argmax()) == 10 * 32 + 10
+    assert image_scores(smooth).tolist() == [float(smooth[0].max()), 0.0]
+    # values below the training minimum are clipped, so two negatives never make a positive
+    assert MinMax(1.0, 3.0)(torch.tensor([0.0, 2.0])).tolist() == [0.0, 0.5]
+    np.testing.assert_allclose(gaussian_smooth(torch.ones(1, 8, 8), 4).numpy(), 1.0, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- compare
+def test_compare_writes_the_contract(synth_root, category, tmp_path):
+    from glance_lite.baselines.compare import KEYS, METHODS, compare
+    out = tmp_path / "cmp"
+    res = compare(synth_root, category, out, "smoke", "random", seed=0, device="cpu", progress=False)
+    data = json.loads((out / "comparison.json").read_text())
+    assert data == json.loads(json.dumps(res))
+    assert list(data) == ["glance", "local_only", "nns", "gaussian", "amc"] == list(METHODS)
+    for name, m in data.items():
+        assert set(m) == set(KEYS), name
+        assert m["seconds_per_image"] > 0 and {"structural", "logical"} >= set(m["per_kind"])
+        assert all(v is None or 0 <= v <= 1 for v in (m["pro"], m["pixel_auroc"], m["image_auroc"]))
+    with pytest.raises(ValueError, match="overwrite"):
+        compare(synth_root, category, out, "smoke", "random", device="cpu", progress=False)
+
+
+def test_compare_help(capsys):
+    from glance_lite.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--category" in text and "--overwrite" in text and "--teacher" in text
+    script = shutil.which("glance-lite") or shutil.which("glance-lite", path=str(Path(sys.executable).parent))
+    if script:  # the installed console script too
+        r = subprocess.run([script, "compare", "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "--category" in r.stdout
