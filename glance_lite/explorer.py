@@ -133,7 +133,7 @@ class BookSetup:
         from .train import train
         self.make_data([category])
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*UNTRAINED TEACHER.*")
+            warnings.filterwarnings("ignore", message=r"(?s).*UNTRAINED TEACHER")
             return train(self.run_dir(category), self.data_root, category, self.profile, self.teacher,
                          seed=self.seed, resume=True, device=self.device, progress=self.live)
 

@@ -1,0 +1,253 @@
+"""The teaching book: its sources, the lambda_s explorer, and one full build with -W.
+
+The build runs every chapter with GLANCE_PROFILE=smoke in a temporary copy of the book
+(`_config.yml`, `_toc.yml`, `book/`), so the repository's `data/`, `runs/` and `_build/` are not
+touched. It is done once per test session (`built_book()`), and tests/test_browser.py opens the
+same HTML. Skipped with a reason when jupyter-book is not installed (`pip install -e ".[book]"`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+BUILD_LIMIT_S = 20 * 60  # the whole smoke build must stay well below this on 2 cores
+
+
+def toc_files() -> list[str]:
+    """Every file named in _toc.yml (root first), without extension."""
+    import yaml
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def chapters() -> list[Path]:
+    return [ROOT / f"{f}.ipynb" for f in toc_files()]
+
+
+def jupyter_book_cmd() -> list[str] | None:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("jupyter-book")
+    return [found] if found else None
+
+
+def _skip_without_jupyter_book():
+    pytest.importorskip("jupyter_book", reason="jupyter-book is not installed: pip install -e '.[book]'")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed: pip install -e '.[book]'")
+    if jupyter_book_cmd() is None:
+        pytest.skip("the jupyter-book command is not on PATH")
+
+
+@lru_cache(maxsize=1)
+def built_book() -> tuple[Path, float, str]:
+    """Build the book once (smoke profile) into a temporary folder -> (html dir, seconds, log)."""
+    tmp = Path(tempfile.mkdtemp(prefix="glance-book-"))
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, tmp / name)
+    shutil.copytree(BOOK, tmp / "book", ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints",
+                                                                      "__pycache__"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLANCE_LIVE", "GLANCE_TEACHER", "GLANCE_BOOK_ROOT")}
+    env.update(GLANCE_PROFILE="smoke", MPLBACKEND="Agg", PYTHONWARNINGS="ignore::DeprecationWarning",
+               TQDM_DISABLE="1")
+    t0 = time.perf_counter()
+    proc = subprocess.run(jupyter_book_cmd() + ["build", str(tmp), "-W", "--keep-going"], env=env,
+                          capture_output=True, text=True, timeout=BUILD_LIMIT_S)
+    seconds = time.perf_counter() - t0
+    log = proc.stdout + proc.stderr
+    (tmp / "build.log").write_text(log)
+    if proc.returncode != 0:
+        tail = "\n".join(log.splitlines()[-80:])
+        raise AssertionError(f"jupyter-book build -W failed (exit {proc.returncode}, {seconds:.0f} s); "
+                             f"full log in {tmp / 'build.log'}:\n{tail}")
+    return tmp / "_build" / "html", seconds, log
+
+
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    _skip_without_jupyter_book()
+    return built_book()[0]
+
+
+# ----------------------------------------------------------------------------- sources
+def test_toc_names_only_existing_notebooks():
+    files = chapters()
+    assert len(files) >= 12, "preface, chapters 1-10 and the appendix"
+    missing = [str(f) for f in files if not f.is_file()]
+    assert not missing, f"_toc.yml names missing notebooks: {missing}"
+
+
+def test_notebooks_are_committed_without_outputs():
+    import nbformat
+    for path in sorted(BOOK.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, \
+                    f"{path.name} cell {i} carries outputs; strip them before committing"
+
+
+def test_every_chapter_starts_with_the_setup_cell():
+    import nbformat
+    for path in chapters():
+        nb = nbformat.read(path, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        src = first.source
+        assert '"google.colab" in sys.modules' in src and "%pip install -q git+" in src, path.name
+        assert "GLANCE_PROFILE" in src and "book_setup()" in src, path.name
+        assert "hide-input" in first.metadata.get("tags", []), path.name
+
+
+def test_repository_url_is_written_in_one_place():
+    """_config.yml's repository.url is the source; the Colab install lines must agree with it."""
+    proc = subprocess.run([sys.executable, str(BOOK / "_tools" / "sync_repo_url.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_chapters_have_goals_and_exercises_with_solutions():
+    import nbformat
+    for path in chapters():
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        assert re.search(r"learning goals", text, re.I), f"{path.name}: no learning goals"
+        exercises = re.findall(r"admonition\}\s*Exercise", text)
+        solutions = len(re.findall(r":class: dropdown", text)) + sum(
+            "hide-cell" in c.metadata.get("tags", []) for c in nb.cells)
+        if "appendix" not in path.name:
+            assert len(exercises) >= 2, f"{path.name}: {len(exercises)} exercises, want >= 2"
+            assert solutions >= len(exercises), f"{path.name}: exercises without hidden solutions"
+
+
+def test_no_paper_numbers_are_presented_as_ours():
+    """Tables copied from the paper must say so in their header."""
+    import nbformat
+    nb = nbformat.read(BOOK / "07_evaluation.ipynb", as_version=4)
+    src = "\n".join(c.source for c in nb.cells)
+    assert "PAPER_TAB1" in src and "paper" in src.lower()
+
+
+# ----------------------------------------------------------------------------- explorer
+def _toy_explorer():
+    from glance_lite.explorer import ExplorerData
+    from glance_lite.patches import PatchGrid
+    from glance_lite.scoring import PatchScores
+    g = PatchGrid(per_side=6)
+    gen = torch.Generator().manual_seed(0)
+    n = 5
+    masks = torch.zeros(n, 1, 256, 256)
+    masks[2:, :, 96:160, 96:160] = 1
+    s_iad, s_dad = torch.rand(n, 36, generator=gen), torch.rand(n, 36, generator=gen)
+    images = torch.rand(n, 3, 256, 256, generator=gen)
+    scores = PatchScores(s_iad, s_dad, g)
+    data = ExplorerData.from_scores(scores, masks, torch.tensor([0, 0, 1, 1, 1]),
+                                    ["good", "good", "swap", "stain", "swap"], images)
+    return data, scores
+
+
+def test_explorer_maps_equal_idw_of_the_combined_scores():
+    data, scores = _toy_explorer()
+    for lam in (0.0, 0.3, 0.8, 1.0):
+        np.testing.assert_allclose(data.maps(lam), scores.maps(lam).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        data.maps(1.5)
+
+
+def test_explorer_frames_and_player_are_self_contained():
+    from glance_lite.explorer import html_player, lambda_frames
+    data, _ = _toy_explorer()
+    player = lambda_frames(data, lambdas=[0.0, 0.5, 1.0])
+    assert [f["lambda_s"] for f in player["frames"]] == [0.0, 0.5, 1.0]
+    assert len({f["src"] for f in player["frames"]}) == 3, "different lambda_s must give different maps"
+    assert all(f["src"].startswith("data:image/png;base64,") for f in player["frames"])
+    assert player["labels"] == ["swap", "stain", "swap"]  # one per defect type first
+    assert all(0.0 <= f["pro"] <= 1.0 for f in player["frames"])
+    html = html_player(player, uid="p1")
+    assert 'id="p1"' in html and 'type="range"' in html
+    # no external resource of any kind: no http(s) URL anywhere in the snippet
+    assert not re.search(r"https?://", html), "the player must not load anything from the network"
+    assert "<script src" not in html
+
+
+def test_explorer_is_static_unless_live(monkeypatch):
+    from glance_lite import explorer
+    monkeypatch.delenv("GLANCE_LIVE", raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert not explorer.is_live()
+    monkeypatch.setenv("GLANCE_LIVE", "1")
+    assert explorer.is_live()
+
+
+def test_book_setup_finds_the_root_and_names_folders(tmp_path, monkeypatch):
+    from glance_lite import explorer
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    (tmp_path / "_toc.yml").write_text("root: a\n")
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")
+    monkeypatch.delenv("GLANCE_BOOK_ROOT", raising=False)
+    monkeypatch.delenv("GLANCE_TEACHER", raising=False)
+    monkeypatch.setenv("GLANCE_PROFILE", "smoke")
+    setup = explorer.book_setup(quiet=True)
+    assert setup.root == tmp_path
+    assert setup.teacher == "random" and "UNTRAINED" in setup.summary()
+    assert setup.data_root == tmp_path / "data" / "synthetic-smoke"
+    assert setup.run_dir("fabric") == tmp_path / "runs" / "book" / "smoke-random" / "fabric"
+
+
+# ----------------------------------------------------------------------------- the build
+def test_book_builds_with_warnings_as_errors(book_html):
+    html, seconds, log = built_book()
+    print(f"smoke build of the whole book: {seconds:.0f} s")
+    assert seconds < BUILD_LIMIT_S
+    for f in toc_files():
+        page = html / f"{f}.html"
+        assert page.is_file(), f"no page for {f}"
+    index = (html / "index.html").read_text()
+    assert "00_preface" in index or "Preface" in index
+
+
+def test_built_pages_show_no_errors_and_no_widget_views(book_html):
+    for f in toc_files():
+        page = (book_html / f"{f}.html").read_text()
+        assert "Traceback (most recent call last)" not in page, f"{f}: a traceback in the output"
+        assert "application/vnd.jupyter.widget-view+json" not in page, \
+            f"{f}: an ipywidgets view in the static HTML (its JavaScript would come from a CDN)"
+        assert "unpkg.com" not in page and "require.min.js" not in page, f"{f}: widget JavaScript from a CDN"
+
+
+def test_the_setup_output_says_which_teacher_was_used(book_html):
+    page = (book_html / "book" / "00_preface.html").read_text()
+    assert "UNTRAINED" in page and "teacher" in page
+
+
+def test_the_lambda_explorer_is_in_the_html(book_html):
+    pages = [f for f in toc_files() if 'class="glance-lambda"' in (book_html / f"{f}.html").read_text()]
+    assert "book/06_scoring_maps" in pages, pages
