@@ -16,6 +16,13 @@ from . import __version__
 DEFAULT_DATA = Path("data") / "synthetic"
 
 
+def default_data_root(prof) -> Path:
+    """data/synthetic for the default dataset size, data/synthetic-<profile> for other sizes
+    (so a smoke-sized set never blocks a cpu-sized one)."""
+    from .profiles import PROFILES
+    return DEFAULT_DATA if prof.synthetic == PROFILES["cpu"].synthetic else Path(f"{DEFAULT_DATA}-{prof.name}")
+
+
 def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
     p.add_argument("--profile", default=None,
                    help="smoke | cpu | colab | paper | auto (default: $GLANCE_PROFILE or auto = colab with CUDA, cpu without)")
@@ -33,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the synthetic MVTec-format dataset")
-    p.add_argument("--out", default=str(DEFAULT_DATA), help=f"dataset root (default {DEFAULT_DATA})")
+    p.add_argument("--out", default=None, help=f"dataset root (default {DEFAULT_DATA}, or {DEFAULT_DATA}-PROFILE "
+                                               f"for profiles with another dataset size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default=None, help="sets the dataset size (smoke is tiny)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
@@ -55,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("demo", help="synth + train + evaluate on the synthetic default, print a table")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help=f"where the synthetic set goes (default {DEFAULT_DATA})")
+    p.add_argument("--data", default=None, help=f"where the synthetic set goes (default {DEFAULT_DATA}, or "
+                                                f"{DEFAULT_DATA}-PROFILE for profiles with another dataset size)")
     p.add_argument("--category", default=None, help="synthetic category (default: all)")
     p.add_argument("--out", default="runs/demo", help="folder for runs and evaluations (default runs/demo)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if runs exist")
@@ -103,7 +112,8 @@ def run(argv: list[str] | None = None) -> int:
     from .profiles import get_profile
 
     if args.command == "synth":
-        _synth(Path(args.out), get_profile(args.profile), args.seed, args.overwrite)
+        prof = get_profile(args.profile)
+        _synth(Path(args.out) if args.out else default_data_root(prof), prof, args.seed, args.overwrite)
         return 0
 
     if args.command == "train":
@@ -128,7 +138,7 @@ def run(argv: list[str] | None = None) -> int:
         prof = get_profile(args.profile)
         teacher = _teacher_for(args, prof)
         cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
-        root = _synth(Path(args.data), prof, args.seed, categories=None)
+        root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed)
         rows = {}
         for cat in cats:
             run_dir, ev = Path(args.out) / cat / "run", Path(args.out) / cat / "eval"
