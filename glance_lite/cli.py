@@ -8,7 +8,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from . import __version__
@@ -163,7 +162,6 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .teacher import TeacherUnavailable
-    warnings.simplefilter("default")
     try:
         return run(argv)
     except (ValueError, TeacherUnavailable, CheckpointError, FileNotFoundError, RuntimeError) as err:

@@ -102,6 +102,8 @@ def _make_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
             (run_dir / f).unlink(missing_ok=True)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob("*.pt.*.tmp"):  # half-written checkpoints of a killed run
+            stale.unlink()
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
