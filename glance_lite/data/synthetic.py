@@ -27,6 +27,7 @@ image and scaled to ``size``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ from PIL import Image
 from .errors import DataError
 
 SYNTHETIC_CATEGORIES = ("fabric", "circuit", "cable")
+CATEGORY_TYPES: Dict[str, str] = {"fabric": "texture", "circuit": "object", "cable": "object"}
 CATEGORY_DEFECTS: Dict[str, tuple] = {
     "fabric": ("hole", "stain", "swap", "missing"),
     "circuit": ("scratch", "burn", "swap", "missing", "misplaced"),
@@ -440,6 +442,9 @@ def save_examples_figure(root, out_png, categories: Optional[Sequence[str]] = No
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=72)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72)
     plt.close(fig)
+    buf.seek(0)  # a 128-colour palette keeps the noisy images' PNG small (< 500 KB)
+    Image.open(buf).convert("RGB").quantize(colors=128).save(out_png, optimize=True)
     return out_png
