@@ -443,8 +443,8 @@ def save_examples_figure(root, out_png, categories: Optional[Sequence[str]] = No
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    buf.seek(0)  # a 128-colour palette keeps the noisy images' PNG small (< 500 KB)
-    Image.open(buf).convert("RGB").quantize(colors=128).save(out_png, optimize=True)
+    buf.seek(0)  # a 256-colour palette keeps the noisy images' PNG small (< 500 KB)
+    Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(out_png, optimize=True)
     return out_png
