@@ -1,4 +1,4 @@
-"""MFFA's anomaly map compensation block, AMC (MFFA Sec. 3.4 and Sec. 4.2).
+"""MFFA's anomaly map compensation block, AMC (MFFA Sec. 3, inference; Sec. 4, details).
 
 The final map is the pixel-wise product of the NNS map and the Gaussian map, smoothed by a
 Gaussian filter with sigma = 4; the image score is the map's maximum. The paper does not say
@@ -41,10 +41,11 @@ def amc(nns_maps: torch.Tensor, gauss_maps: torch.Tensor, nns_norm: MinMax, gaus
         sigma: float = SIGMA) -> torch.Tensor:
     """M_final = smooth(norm(M_NNS) * norm(M_gaussian)), maps `(N,H,W)` -> `(N,H,W)`."""
     if nns_maps.shape != gauss_maps.shape:
-        raise ValueError(f"AMC needs maps of one shape; got {tuple(nns_maps.shape)} and {tuple(gauss_maps.shape)}")
+        raise ValueError(f"AMC needs maps of one shape; got {tuple(nns_maps.shape)} and "
+                         f"{tuple(gauss_maps.shape)}")
     return gaussian_smooth(nns_norm(nns_maps) * gauss_norm(gauss_maps), sigma)
 
 
 def image_scores(maps: torch.Tensor) -> torch.Tensor:
-    """Image anomaly scores `(N,)`: the maximum of each map `(N,H,W)` (MFFA Sec. 3.4)."""
+    """Image anomaly scores `(N,)`: the maximum of each map `(N,H,W)` (MFFA Sec. 3, AMC)."""
     return maps.flatten(1).max(dim=1).values

@@ -1,11 +1,11 @@
-"""MFFA's Gaussian branch (MFFA Sec. 3.3, PaDiM-like): one multivariate Gaussian per position.
+"""MFFA's Gaussian branch (MFFA Sec. 3, PaDiM-like): one multivariate Gaussian per position.
 
-    features   layer1..layer3 of the ResNet-18 (MFFA Sec. 4.2 takes "the first three layers"
+    features   layer1..layer3 of the ResNet-18 (MFFA's Sec. 4 details take "the first three layers"
                for this branch), upsampled to the largest map (64x64 for 256 px images) and
                concatenated: 64+128+256 = 448 dimensions; then a seeded random subset of
                `dim` of them (random feature selection, 100 as PaDiM does for ResNet-18);
     fit        at each of the 64*64 positions, mean mu_ij and covariance
-               Sigma_ij = cov(x_ij) + lambda I with lambda = 0.01 (MFFA Sec. 4.2);
+               Sigma_ij = cov(x_ij) + lambda I with lambda = 0.01 (MFFA Sec. 4);
     score      Mahalanobis distance sqrt((x - mu)^T Sigma^-1 (x - mu)), computed through the
                batched Cholesky factor L (Sigma = L L^T): solve L y = x - mu, distance = |y|;
                the `(N,64,64)` map is upsampled bilinearly to `(N,256,256)`.
@@ -27,12 +27,13 @@ def gaussian_embed(backbone: nn.Module, images: torch.Tensor, layers: tuple[str,
     """Images `(N,3,256,256)` -> concatenated multi-layer features `(N,448,64,64)` (ResNet-18)."""
     maps = resnet_features(backbone, images, layers, batch)
     size = maps[0].shape[-2:]
-    return torch.cat([m if m.shape[-2:] == size else
-                      F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps], dim=1)
+    up = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+          for m in maps]
+    return torch.cat(up, dim=1)
 
 
 def fit_gaussians(x: torch.Tensor, lam: float = LAMBDA) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position Gaussians of samples `(N,P,d)` -> (mean `(P,d)`, Cholesky factor of Sigma+lam*I `(P,d,d)`).
+    """Per-position Gaussians of samples `(N,P,d)` -> (mean `(P,d)`, Cholesky of Sigma + lam*I `(P,d,d)`).
 
     The covariance is the unbiased sample covariance (divides by N-1, like numpy.cov).
     """
@@ -78,9 +79,10 @@ class GaussianAD:
         full, h, w = probe.shape[1:]
         d = min(self.dim, full)
         # training features (N,P,d) plus float64 covariances and Cholesky factors (P,d,d)
-        check_bank_size(len(train_images) * h * w, d, self.max_bank_bytes, "Gaussian training features",
-                        extra=3 * h * w * d * d * 8)
-        self.select = torch.randperm(full, generator=torch.Generator().manual_seed(self.seed))[:d].sort().values
+        check_bank_size(len(train_images) * h * w, d, self.max_bank_bytes,
+                        "Gaussian training features", extra=3 * h * w * d * d * 8)
+        g = torch.Generator().manual_seed(self.seed)
+        self.select = torch.randperm(full, generator=g)[:d].sort().values  # random feature selection
         self.mean, self.chol = fit_gaussians(self._features(train_images), self.lam)
         return self
 

@@ -2,7 +2,7 @@
 
 MFFA's pipeline (MFFA Fig. 1) in four blocks, one file each:
 
-    psg.py       PSG: fine-tune the backbone on normal / CutPaste / CutPaste-Scar (Sec. 3.1)
+    psg.py       PSG: fine-tune the backbone on normal / CutPaste / CutPaste-Scar (Sec. 3, PSG)
     nns.py       NNS: coreset memory bank of layer2+layer3 features, nearest-neighbour map
     gaussian.py  Gaussian: per-position Gaussians of layer1..3 features, Mahalanobis map
     amc.py       AMC: product of the two normalised maps, Gaussian smoothing sigma = 4
@@ -14,9 +14,9 @@ What is different from the paper ("lite"):
     ResNet-18) instead of MFFA's 570;
   * PSG runs for a few steps per profile (SETTINGS below) instead of 64 epochs;
   * LGFFP, the block that feeds the fused features through the first 11 transformer blocks
-    of a pre-trained CaiT (Sec. 3.2), is left out: it needs ImageNet-trained CaiT weights,
-    which cannot be downloaded here (and a randomly initialised transformer would only add
-    noise). MFFA's Table 2 ablates it, so NNS + Gaussian + PSG is a configuration of the
+    of a pre-trained CaiT (MFFA Sec. 3, Fig. 3), is left out: it needs ImageNet-trained
+    CaiT weights, which cannot be downloaded here (and a randomly initialised transformer
+    would only add noise). MFFA's Table 2 ablates it, so NNS + Gaussian + PSG is a configuration of the
     paper's own ablation.
   * the single NNS and Gaussian maps are smoothed with the same sigma = 4 filter as the AMC
     map (PatchCore and PaDiM do so too), so the three rows of a comparison differ only in
@@ -39,7 +39,7 @@ from .psg import psg_finetune
 
 @dataclass(frozen=True)
 class MFFAConfig:
-    """Sizes of MFFA-lite; MFFA Sec. 4.2 gives lr 3e-4, coreset ratio 0.01, lambda 0.01, sigma 4."""
+    """Sizes of MFFA-lite; MFFA Sec. 4 (details) gives lr 3e-4, coreset ratio 0.01, lambda 0.01, sigma 4."""
 
     psg_steps: int = 20             # PSG fine-tuning steps (each: psg_batch images per class)
     psg_batch: int = 8
@@ -82,9 +82,10 @@ class MFFALite:
     def fit(self, train_images: torch.Tensor) -> "MFFALite":
         """PSG fine-tuning, coreset bank, per-position Gaussians and AMC statistics from `(N,3,256,256)`."""
         c, t0 = self.cfg, time.perf_counter()
-        self.nns = NNS(self.source.to(self.device), c.coreset_ratio, c.proj_dim, c.max_bank_bytes, self.seed, c.batch)
-        self.gauss = GaussianAD(self.source, c.gauss_dim, c.lam, max_bank_bytes=c.max_bank_bytes, seed=self.seed,
-                                batch=c.batch)
+        self.nns = NNS(self.source.to(self.device), c.coreset_ratio, c.proj_dim, c.max_bank_bytes,
+                       self.seed, c.batch)
+        self.gauss = GaussianAD(self.source, c.gauss_dim, c.lam, max_bank_bytes=c.max_bank_bytes,
+                                seed=self.seed, batch=c.batch)
         # size checks first: fail before minutes of fine-tuning
         self.nns.bank_bytes(len(train_images), train_images.shape[-1])
         net = psg_finetune(self.source, train_images, c.psg_steps, c.psg_batch, c.psg_lr, self.seed,

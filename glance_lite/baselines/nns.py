@@ -1,11 +1,11 @@
-"""MFFA's nearest-neighbour-search branch, NNS (MFFA Sec. 3.3 and Eq. 1; PatchCore-like).
+"""MFFA's nearest-neighbour-search branch, NNS (MFFA Sec. 3, Fig. 4, Eq. 1; PatchCore-like).
 
     features      layer2 `(128,32,32)` and layer3 `(256,16,16)` of the (PSG-fine-tuned)
                   ResNet-18; layer3 is upsampled to 32x32, the two are concatenated (384-d)
                   and average-pooled over 3x3 neighbours (a larger receptive field that
                   tolerates small shifts, as MFFA and PatchCore do);
     memory bank   the features of all N_train*32*32 training positions, reduced by greedy
-                  (minimax facility location) coreset selection to ~1 % (MFFA Sec. 4.2),
+                  (minimax facility location) coreset selection to ~1 % (MFFA Sec. 4),
                   after a random Gaussian projection to `proj_dim` dimensions that only
                   speeds up the selection (the bank keeps the full 384-d features);
     score map     distance of each test position to its nearest bank feature, `(N,32,32)`,

@@ -1,4 +1,4 @@
-"""MFFA's pseudo sample generation block, PSG (MFFA Sec. 3.1, Fig. 2), on ResNet-18.
+"""MFFA's pseudo sample generation block, PSG (MFFA Sec. 3, Fig. 2), on ResNet-18.
 
 The backbone is fine-tuned on a self-supervised 3-way classification task: is an image
 normal, a CutPaste image or a CutPaste-Scar image? Both augmentations follow CutPaste (Li et
@@ -11,7 +11,7 @@ al., CVPR 2021), which MFFA adopts unchanged:
 
 Both are batched: one box per image, drawn from a seeded generator, and the paste is a single
 gather over all pixels (no loops over images or pixels). The optimiser settings are MFFA's
-(Sec. 4.2: SGD, momentum 0.9, weight decay 3e-5, learning rate 3e-4); the number of steps
+(MFFA Sec. 4: SGD, momentum 0.9, weight decay 3e-5, learning rate 3e-4); the number of steps
 comes from the profile (mffa.py). BatchNorm statistics stay frozen during fine-tuning (the
 batches here are tiny), so only the weights move.
 """
