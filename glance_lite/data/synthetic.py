@@ -88,13 +88,13 @@ class Canvas:
         a = (self.soft(sd) * opacity)[..., None]
         img[sl] = img[sl] * (1.0 - a) + colour * a
 
-    def rect(self, img, x, y, hw, hh, colour, opacity=1.0) -> None:
+    def rect(self, img, x, y, hw, hh, colour) -> None:
         sl, X, Y = self._box(x - hw, x + hw, y - hh, y + hh)
-        self._paint(img, sl, np.maximum(np.abs(X - x) - hw, np.abs(Y - y) - hh), colour, opacity)
+        self._paint(img, sl, np.maximum(np.abs(X - x) - hw, np.abs(Y - y) - hh), colour)
 
-    def disk(self, img, x, y, r, colour, opacity=1.0) -> None:
+    def disk(self, img, x, y, r, colour) -> None:
         sl, X, Y = self._box(x - r, x + r, y - r, y + r)
-        self._paint(img, sl, np.hypot(X - x, Y - y) - r, colour, opacity)
+        self._paint(img, sl, np.hypot(X - x, Y - y) - r, colour)
 
     def blob(self, img, x, y, r0, rng, colour, opacity=1.0) -> None:
         """Irregular disk: radius r0 * (1 + sum of 3 random low harmonics)."""
@@ -104,24 +104,12 @@ class Canvas:
         radius = r0 * (1.0 + sum(a * np.sin(k * theta + f) for a, k, f in zip(amp, (2, 3, 5), phase)))
         self._paint(img, sl, np.hypot(X - x, Y - y) - radius, colour, opacity)
 
-    def segment(self, img, x0, y0, x1, y1, width, colour, opacity=1.0) -> None:
+    def segment(self, img, x0, y0, x1, y1, width, colour) -> None:
         sl, X, Y = self._box(min(x0, x1) - width, max(x0, x1) + width,
                              min(y0, y1) - width, max(y0, y1) + width)
         dx, dy = x1 - x0, y1 - y0
         t = np.clip(((X - x0) * dx + (Y - y0) * dy) / max(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
-        self._paint(img, sl, np.hypot(X - x0 - t * dx, Y - y0 - t * dy) - width / 2, colour, opacity)
-
-    def polygon(self, img, pts, colour, opacity=1.0) -> None:
-        """Convex polygon given by its corner points (any orientation)."""
-        xs, ys = [q[0] for q in pts], [q[1] for q in pts]
-        mx, my = float(np.mean(xs)), float(np.mean(ys))
-        sl, X, Y = self._box(min(xs), max(xs), min(ys), max(ys))
-        sd = np.full(np.broadcast(X, Y).shape, -np.inf, np.float32)
-        for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1]):
-            nx, ny = by - ay, ax - bx  # edge normal, flipped to point away from the centroid
-            sign = -1.0 if (mx - ax) * nx + (my - ay) * ny > 0 else 1.0
-            sd = np.maximum(sd, sign * ((X - ax) * nx + (Y - ay) * ny) / np.hypot(nx, ny))
-        self._paint(img, sl, sd, colour, opacity)
+        self._paint(img, sl, np.hypot(X - x0 - t * dx, Y - y0 - t * dy) - width / 2, colour)
 
 
 # ---------------------------------------------------------------- fabric (texture)
@@ -288,13 +276,10 @@ def _cable_logical(p: dict, defect: str, rng: np.random.Generator) -> dict:
 def _cable_structural(img: np.ndarray, p: dict, defect: str, rng, cv: Canvas) -> None:
     t = np.deg2rad(rng.choice([45, 135, 225, 315]) + rng.uniform(-25, 25))
     u, v = np.cos(t), np.sin(t)
-    if defect == "cut":  # a wedge notch cut into the sheath rim
-        depth, half = rng.uniform(18, 30), rng.uniform(7, 12)
-        r_out, r_in = _CABLE_R + 4, _CABLE_R - depth
-        pts = [(p["cx"] + r_out * u - half * v, p["cy"] + r_out * v + half * u),
-               (p["cx"] + r_out * u + half * v, p["cy"] + r_out * v - half * u),
-               (p["cx"] + r_in * u, p["cy"] + r_in * v)]
-        cv.polygon(img, pts, _BG)
+    if defect == "cut":  # a radial slit cut into the sheath from its rim
+        r_in, width = _CABLE_R - rng.uniform(18, 30), rng.uniform(3.5, 6.0)
+        cv.segment(img, p["cx"] + r_in * u, p["cy"] + r_in * v, p["cx"] + (_CABLE_R + 6) * u,
+                   p["cy"] + (_CABLE_R + 6) * v, width, _BG)
     else:  # poke: a small hole with a bright torn rim, between the cores and the rim
         r = rng.uniform(80, 105)
         x, y = p["cx"] + r * u, p["cy"] + r * v
@@ -387,7 +372,10 @@ def make_synthetic(root="data/synthetic", seed: int = 0, size: int = 256, n_trai
         target = root / cat
         if target.exists():
             stamp = target / ".synthetic.json"
-            same = stamp.is_file() and json.loads(stamp.read_text()) == params
+            try:
+                same = json.loads(stamp.read_text()) == params
+            except (OSError, ValueError):
+                same = False
             if same:
                 continue
             if not overwrite:
@@ -410,16 +398,15 @@ def make_synthetic(root="data/synthetic", seed: int = 0, size: int = 256, n_trai
 
 def save_examples_figure(root, out_png, categories: Optional[Sequence[str]] = None) -> Path:
     """Grid figure: per category one training image and one test image per defect, mask outlined."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     root = Path(root)
     cats = [c for c in (categories or SYNTHETIC_CATEGORIES) if (root / c).is_dir()]
     if not cats:
         raise DataError(f"no synthetic categories found in {root}; run make_synthetic first")
     ncol = 1 + max(len(CATEGORY_DEFECTS[c]) for c in cats)
-    fig, axes = plt.subplots(len(cats), ncol, figsize=(2.0 * ncol, 2.15 * len(cats)), squeeze=False)
+    fig = Figure(figsize=(2.0 * ncol, 2.15 * len(cats)))
+    axes = fig.subplots(len(cats), ncol, squeeze=False)
     for r, cat in enumerate(cats):
         cells = [("train / good", root / cat / "train" / "good" / "000.png", None)]
         for d in CATEGORY_DEFECTS[cat]:
@@ -444,7 +431,6 @@ def save_examples_figure(root, out_png, categories: Optional[Sequence[str]] = No
     out_png.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     buf.seek(0)  # a 256-colour palette keeps the noisy images' PNG small (< 500 KB)
     Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(out_png, optimize=True)
     return out_png
