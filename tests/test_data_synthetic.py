@@ -94,6 +94,12 @@ def test_stamp_reuse_refuse_and_overwrite(tmp_path):
         make_synthetic(tmp_path, categories=["cable"], seed=3, **SMALL)
     make_synthetic(tmp_path, categories=["cable"], seed=3, overwrite=True, **SMALL)
     assert f.read_bytes() != b"" and f.stat().st_mtime_ns != stamp_time
+    stamp = out / "cable" / ".synthetic.json"                           # older generator version: redrawn
+    stamp.write_text(stamp.read_text().replace(f'"version": {synthetic._VERSION}', '"version": 0'))
+    assert '"version": 0' in stamp.read_text()
+    before = f.stat().st_mtime_ns
+    make_synthetic(tmp_path, categories=["cable"], seed=3, **SMALL)
+    assert f'"version": {synthetic._VERSION}' in stamp.read_text() and f.stat().st_mtime_ns != before
     (tmp_path / "fabric").mkdir()
     (tmp_path / "fabric" / "mine.txt").write_text("user data")
     with pytest.raises(DataError, match="no .synthetic.json stamp"):
@@ -145,19 +151,24 @@ def _nn_mse(cat, splits):
     Images are average-pooled 2x (a 33 px window becomes 16x16) so the search
     over all stride-2 positions of N_REF training images stays cheap; queries
     are stride-8 windows overlapping the mask (any window for good images),
-    subsampled to N_QUERY per group.
+    not touching the image border, subsampled to N_QUERY per group.
     """
     train, test = splits[cat]
     ref = train.images.flatten(2).median(dim=2).values.mean(0)
     g = torch.Generator().manual_seed(0)
+    n = (test.images.shape[-1] // POOL - PATCH // POOL) // (8 // POOL) + 1  # windows per row
+    border = torch.zeros(n, n, dtype=torch.bool)
+    border[1:-1, 1:-1] = True  # skip windows touching the image border: fewer shifted
+    inner = border.flatten()   # copies of them exist in the training images
     queries = {}
     for group in ("good", "logical", "structural"):
         idx = [i for i, d in enumerate(test.defects)
                if (d == "good") == (group == "good") and (group == "good" or DEFECT_KINDS[d] == group)]
-        p = _patch_rows(F.avg_pool2d(test.images[idx], POOL), 8 // POOL, ref).flatten(0, 1)
-        cover = F.unfold(F.max_pool2d(test.masks[idx], POOL), PATCH // POOL, stride=8 // POOL).sum(1).flatten()
-        if group != "good":
-            p = p[cover > 0]
+        p = _patch_rows(F.avg_pool2d(test.images[idx], POOL), 8 // POOL, ref)  # (n, L, D)
+        cover = F.unfold(F.max_pool2d(test.masks[idx], POOL), PATCH // POOL, stride=8 // POOL).sum(1)
+        keep = (cover > 0) if group != "good" else torch.ones_like(cover, dtype=torch.bool)
+        keep &= inner[None]
+        p = p[keep]
         queries[group] = p[torch.randperm(len(p), generator=g)[:N_QUERY]]
     q = torch.cat(list(queries.values()))
     best = torch.full((len(q),), float("inf"))
@@ -177,9 +188,9 @@ def test_logical_patches_look_normal_structural_do_not(cat, splits):
     print(f"\n{cat}: median NN-MSE good {med['good']:.5f}, logical {med['logical']:.5f}, "
           f"structural {med['structural']:.5f}; tau {tau:.5f}")
     assert (d["logical"] <= tau).float().mean() >= 0.98
-    assert med["logical"] <= 2.0 * med["good"]
+    assert d["logical"].quantile(0.9) <= 2.0 * d["good"].quantile(0.9)
     assert med["structural"] >= 8.0 * med["logical"]
-    assert (d["structural"] > tau).float().mean() >= 0.1
+    assert (d["structural"] > tau).float().mean() >= 0.5
 
 
 def test_examples_figure(root, tmp_path):

@@ -53,7 +53,7 @@ DEFECT_KINDS: Dict[str, str] = {
     "burn": "structural", "cut": "structural", "poke": "structural",
     "swap": "logical", "missing": "logical", "misplaced": "logical",
 }
-_VERSION = 1
+_VERSION = 2  # bump whenever the drawings change: stamped folders are then redrawn
 
 # ---------------------------------------------------------------- drawing helpers
 
@@ -181,11 +181,14 @@ def _fabric_structural(img: np.ndarray, p: dict, defect: str, rng, cv: Canvas) -
 _BOARD, _TRACE, _PIN = rgb(0.07, 0.29, 0.13), rgb(0.22, 0.47, 0.20), rgb(0.76, 0.76, 0.72)
 _CHIPS = [rgb(0.75, 0.18, 0.14), rgb(0.18, 0.28, 0.78), rgb(0.86, 0.74, 0.18), rgb(0.10, 0.10, 0.12)]
 _LAYOUT = {(0, 0): 0, (0, 2): 1, (2, 0): 2, (2, 2): 3}  # slot (row, col) -> chip colour
-_SLOT, _CELL = 88, 44
+# Slots 72 px apart, chips 24 px (32 with pins): two chips never fit in one 33 px
+# window, and every chip keeps >= 33 px of board to the image border, so all
+# windows around a chip look alike whatever slot it is in.
+_SLOT, _CELL = 72, 36
 
 
 def _circuit_sample(rng: np.random.Generator) -> dict:
-    return {"sx": int(rng.integers(-6, 7)), "sy": int(rng.integers(-6, 7)), "chips": dict(_LAYOUT)}
+    return {"sx": int(rng.integers(-5, 6)), "sy": int(rng.integers(-5, 6)), "chips": dict(_LAYOUT)}
 
 
 def _circuit_draw(p: dict, cv: Canvas) -> np.ndarray:
@@ -203,11 +206,11 @@ def _circuit_draw(p: dict, cv: Canvas) -> np.ndarray:
     for (row, col), colour in p["chips"].items():
         x, y = 128 + p["sx"] + _SLOT * (col - 1), 128 + p["sy"] + _SLOT * (row - 1)
         for side in (-1, 1):
-            for k in (-10, 0, 10):
-                cv.rect(img, x + side * 21, y + k, 3.0, 2.0, _PIN)
-        cv.rect(img, x, y, 18, 18, _CHIPS[colour] * 0.7)
-        cv.rect(img, x, y, 17, 17, _CHIPS[colour])
-        cv.disk(img, x - 12, y - 12, 2.5, rgb(0.9, 0.9, 0.85))  # pin-1 marker
+            for k in (-7, 0, 7):
+                cv.rect(img, x + side * 14, y + k, 2.0, 1.5, _PIN)
+        cv.rect(img, x, y, 12, 12, _CHIPS[colour] * 0.7)
+        cv.rect(img, x, y, 11, 11, _CHIPS[colour])
+        cv.disk(img, x - 7, y - 7, 2.0, rgb(0.9, 0.9, 0.85))  # pin-1 marker
     return img
 
 
@@ -354,8 +357,9 @@ def make_synthetic(root="data/synthetic", seed: int = 0, size: int = 256, n_trai
     """Write the synthetic dataset in MVTec AD layout under ``root`` and return ``root``.
 
     A category folder stamped (``.synthetic.json``) with the same parameters is
-    reused as is.  An existing folder without the stamp or with other
-    parameters raises DataError unless ``overwrite=True``.  Each category is
+    reused as is; one stamped by an older version of this generator is redrawn.
+    An existing folder without the stamp or with other parameters raises
+    DataError unless ``overwrite=True``.  Each category is
     written to a hidden temporary folder and renamed into place, so an
     interrupted run never leaves a half-written category.
     """
@@ -373,12 +377,13 @@ def make_synthetic(root="data/synthetic", seed: int = 0, size: int = 256, n_trai
         if target.exists():
             stamp = target / ".synthetic.json"
             try:
-                same = json.loads(stamp.read_text()) == params
+                old_params = json.loads(stamp.read_text())
             except (OSError, ValueError):
-                same = False
-            if same:
+                old_params = None
+            if old_params == params:
                 continue
-            if not overwrite:
+            outdated = isinstance(old_params, dict) and {**old_params, "version": _VERSION} == params
+            if not (overwrite or outdated):  # an older generator version is simply redrawn
                 why = "was made with other parameters" if stamp.is_file() else "has no .synthetic.json stamp"
                 raise DataError(f"{target} already exists and {why}; pass overwrite=True to replace it "
                                 f"(wanted {params})")
