@@ -146,7 +146,10 @@ class BookSetup:
         if metrics.is_file() and (out / "scores.npz").is_file() \
                 and metrics.stat().st_mtime >= model.stat().st_mtime:
             return json.loads(metrics.read_text())
-        return evaluate(self.run_dir(category), self.data_root, category, out, device=self.device)
+        # figure=False: evaluate's figure helper switches matplotlib to the Agg backend, which
+        # would silence plt.show() in the notebook that called it
+        return evaluate(self.run_dir(category), self.data_root, category, out, device=self.device,
+                        figure=False)
 
     def summary(self) -> str:
         p = self.profile

@@ -1,0 +1,164 @@
+"""One-class classification with Glance (paper Sec. 4.3, supplementary Sec. C.2).
+
+Each image of a one-class split (`data.one_class_split`, CIFAR-10 protocol of GradCon) plays
+both roles of the localisation setting:
+  * resized to the patch size (33x33) it is the "patch" I_L, input of Local-Net;
+  * resized to the image size (256x256) it is the "image" I_G, input of Global-Net, with an
+    all-ones mask (nothing is hidden; partial convolution then equals plain convolution);
+  * the negative local feature comes from a *different* training image resized to 33x33
+    (`stains.shuffled_negatives`), not from a stain.
+
+Phases, as in `train.py`:
+  distill   Local-Net imitates the teacher on random 33x33 crops of natural images;
+  finetune  the same loss on the I_L of the normal class (learning rate 1e-5, supp. C.2);
+  train     Global-Net + DAD head with Eq. 10 (both learning rates 1e-5, supp. C.2).
+The image score is Eq. 13 on the single (I_L, I_G) pair: s = lambda_s s_IAD + (1-lambda_s) s_DAD.
+
+Run folder: log.jsonl (losses per step), config.json, glance.pt (the trained model). With
+`resume=True` an existing glance.pt is loaded instead of training again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import OneClassSplit, distillation_images, random_crops
+from .heads import dad_score, iad_score
+from .losses import joint_loss, local_loss
+from .metrics import image_auroc
+from .model import Glance, load_model, save_model
+from .profiles import Profile, get_profile
+from .stains import shuffled_negatives
+from .teacher import load_teacher, normalize
+from .train import TrainingDiverged, step_generator
+
+PATCH, IMAGE = 33, 256
+LR_FINETUNE = 1e-5   # supplementary C.2
+LR_GLOBAL = 1e-5
+LR_HEAD = 1e-5
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N,3,h,w) in [0,1] -> (N,3,size,size), bilinear."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _natural_images(source: str) -> torch.Tensor:
+    try:
+        return distillation_images(source)
+    except ValueError as err:  # e.g. a source the data module cannot provide offline
+        warnings.warn(f"distillation source {source!r} unavailable ({err}); using 'sklearn' images instead")
+        return distillation_images("sklearn")
+
+
+def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Profile | None = None,
+                    teacher: str | None = None, seed: int = 0, resume: bool = True,
+                    device: str | torch.device | None = None, progress: bool = False) -> Path:
+    """Train Local-Net, Global-Net and the DAD head on the normal class of `split`.
+
+    Returns RUN/glance.pt. With resume=True an existing model is returned as is.
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    teacher = teacher or prof.default_teacher
+    device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(run_dir)
+    out = run_dir / "glance.pt"
+    if resume and out.exists():
+        return out
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"task": "one-class", "profile": prof.to_dict(), "teacher": teacher, "seed": seed,
+              "n_train": int(split.train.shape[0]), "package_version": __version__}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    torch.manual_seed(seed)
+    model = Glance().to(device)
+    tch = load_teacher(teacher, prof.teacher_input, seed=seed).to(device)
+    natural = _natural_images(prof.distill_source) if prof.distill_steps else None
+    patches = resize(split.train, PATCH)  # I_L of every training image (small: N x 3 x 33 x 33)
+
+    def log_line(f, phase, step, parts):
+        if not all(math.isfinite(v) for v in parts.values()):
+            raise TrainingDiverged(f"one-class {phase} loss became {parts} at step {step}")
+        f.write(json.dumps({"phase": phase, "step": step, **parts}) + "\n")
+
+    with open(run_dir / "log.jsonl", "w") as log:
+        local_params = list(model.local_net.parameters()) + list(model.decoder.parameters())
+        for phase, steps, batch, lr, images in (
+                ("distill", prof.distill_steps, prof.distill_batch, prof.lr_local, natural),
+                ("finetune", prof.finetune_steps, prof.finetune_batch, LR_FINETUNE, patches)):
+            opt = torch.optim.Adam(local_params, lr=lr, betas=(0.9, 0.999))
+            for step in range(steps):
+                g = step_generator(seed, "oc-" + phase, step)
+                p = normalize(random_crops(images, batch, PATCH, generator=g).to(device))
+                z = model.local_net(p)
+                loss, parts = local_loss(model.decoder(z), tch(p), z, prof.lambda_k, prof.lambda_c)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                log_line(log, phase, step + 1, parts)
+
+        model.local_net.requires_grad_(False).eval()
+        opt = torch.optim.Adam([{"params": model.global_net.parameters(), "lr": LR_GLOBAL},
+                                {"params": model.head.parameters(), "lr": LR_HEAD}], betas=(0.9, 0.999))
+        n = split.train.shape[0]
+        batch = min(prof.train_batch, n)
+        for step in range(prof.train_steps):
+            g = step_generator(seed, "oc-train", step)
+            idx = torch.randperm(n, generator=g)[:batch]
+            small = patches[idx]
+            neg = shuffled_negatives(small, generator=g)            # another image as p-
+            is_real = torch.rand(batch, generator=g) < 0.5
+            big = resize(split.train[idx], IMAGE).to(device)
+            small, neg, is_real = small.to(device), neg.to(device), is_real.to(device)
+            with torch.no_grad():
+                z_l = model.local_net(normalize(small))
+                z_neg = model.local_net(normalize(neg))
+            ones = torch.ones(batch, 1, IMAGE, IMAGE, device=device)
+            z_g = model.global_net(normalize(big), ones)
+            z_star = torch.where(is_real[:, None], z_l, z_neg)
+            loss, parts = joint_loss(z_l, z_g, model.head.logits(z_star, z_g), is_real, prof.lambda_t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            log_line(log, "train", step + 1, parts)
+    save_model(out, model.cpu(), config)
+    return out
+
+
+@torch.no_grad()
+def score_images(model: Glance, images: torch.Tensor, batch: int = 64,
+                 device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s_IAD, s_DAD) per image `(N,)` each, for images `(N,3,h,w)` in [0,1]."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.eval()
+    s_iad, s_dad = [], []
+    for i in range(0, images.shape[0], batch):
+        x = images[i:i + batch]
+        z_l = model.local_net(normalize(resize(x, PATCH).to(device)))
+        big = resize(x, IMAGE).to(device)
+        z_g = model.global_net(normalize(big), torch.ones(x.shape[0], 1, IMAGE, IMAGE, device=device))
+        s_iad.append(iad_score(z_l, z_g).float().cpu())
+        s_dad.append(dad_score(model.head, z_l, z_g).float().cpu())
+    return torch.cat(s_iad), torch.cat(s_dad)
+
+
+def evaluate_one_class(model_path: str | Path, split: OneClassSplit,
+                       lambdas=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), device=None) -> dict:
+    """Image AUROC of Eq. 13 on the test set for several lambda_s -> {lambda_s: auroc}, plus
+    the raw scores under "s_iad", "s_dad"."""
+    model, _ = load_model(model_path, device or "cpu")
+    s_iad, s_dad = score_images(model, split.test, device=device)
+    labels = split.test_labels.numpy()
+    out = {"s_iad": s_iad.numpy(), "s_dad": s_dad.numpy(), "auroc": {}}
+    for lam in lambdas:
+        s = lam * s_iad + (1 - lam) * s_dad
+        out["auroc"][float(lam)] = image_auroc(labels, s.numpy()) if np.isfinite(s.numpy()).all() else None
+    return out
