@@ -105,3 +105,24 @@ def test_random_crops_match_slices():
     assert len({(int(t), int(l)) for t, l in zip(top, left)}) > 100  # positions vary
     with pytest.raises(DataError, match="smaller"):
         random_crops(torch.rand(1, 3, 20, 20), 4, size=33)
+
+
+def test_cifar10_protocol_with_fake_data(monkeypatch):
+    """The CIFAR-10 path (HWC uint8 -> NCHW float) on stand-in arrays, since the real data needs internet."""
+    import numpy as np
+    from glance_lite.data import natural
+
+    rng = np.random.default_rng(0)
+
+    def fake(root, train):
+        n = 500 if train else 100
+        data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        return data, np.arange(n) % 10
+
+    monkeypatch.setattr(natural, "_cifar10", fake)
+    s = one_class_split("cifar10", normal_class=4, seed=0)
+    assert s.train.shape == (50, 3, 32, 32) and s.test.shape == (20, 3, 32, 32)
+    assert s.test_labels.tolist() == [0] * 10 + [1] * 10
+    assert 0 <= s.train.min() and s.train.max() <= 1
+    x = distillation_images("cifar10")
+    assert x.shape == (500, 3, 64, 64)

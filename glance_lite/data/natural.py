@@ -60,11 +60,11 @@ def _resize(x: torch.Tensor, size: Optional[int]) -> torch.Tensor:
 
 
 def _load_digits(seed: int):
-    """sklearn digits, split 50/50 per class with a seeded permutation (stratified)."""
+    """sklearn digits (values 0..16), split 50/50 per class with a seeded permutation (stratified)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    images, labels = d.images.astype(np.float32), d.target.astype(np.int64)  # (1797, 8, 8) in 0..16
+    images, labels = d.images.astype(np.float32), d.target.astype(np.int64)  # (1797, 8, 8)
     rng = np.random.default_rng(seed)
     train_idx, test_idx = [], []
     for c in range(10):
@@ -73,7 +73,7 @@ def _load_digits(seed: int):
         train_idx.append(idx[:half])
         test_idx.append(idx[half:])
     tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
-    return (_to_float_nchw(images[tr], 16.0), labels[tr]), (_to_float_nchw(images[te], 16.0), labels[te])
+    return (images[tr], labels[tr]), (images[te], labels[te])
 
 
 def _cifar10(root: PathLike, train: bool):
@@ -110,21 +110,22 @@ def one_class_split(dataset: str = "digits", normal_class: int = 0, root: PathLi
     """
     if dataset == "digits":
         (xtr, ytr), (xte, yte) = _load_digits(seed)
+        scale = 16.0
     elif dataset == "cifar10":
-        dtr, ytr = _cifar10(root, True)
-        dte, yte = _cifar10(root, False)
-        xtr, xte = _to_float_nchw(dtr, 255.0), _to_float_nchw(dte, 255.0)
+        xtr, ytr = _cifar10(root, True)
+        xte, yte = _cifar10(root, False)
+        scale = 255.0
     else:
         raise DataError(f"unknown dataset {dataset!r}; expected 'digits' or 'cifar10'")
     if normal_class not in range(10):
         raise DataError(f"normal_class must be an integer 0..9, got {normal_class!r}")
     rng = np.random.default_rng(seed)
     inliers = np.flatnonzero(yte == normal_class)
-    others = np.flatnonzero(yte != normal_class)
-    outliers = np.sort(rng.choice(others, size=len(inliers), replace=False))
-    test = torch.cat([xte[inliers], xte[outliers]])
+    outliers = np.sort(rng.choice(np.flatnonzero(yte != normal_class), size=len(inliers), replace=False))
+    # select first, convert after: only the chosen images become float tensors
+    train = _to_float_nchw(xtr[ytr == normal_class], scale)
+    test = _to_float_nchw(xte[np.concatenate([inliers, outliers])], scale)
     labels = torch.cat([torch.zeros(len(inliers), dtype=torch.long), torch.ones(len(outliers), dtype=torch.long)])
-    train = xtr[np.flatnonzero(ytr == normal_class)]
     return OneClassSplit(train=_resize(train, size), test=_resize(test, size), test_labels=labels)
 
 
