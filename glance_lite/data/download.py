@@ -119,7 +119,8 @@ def _move_into(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def safe_extract(archive: PathLike, dest: PathLike, include: Optional[Callable[[tarfile.TarInfo], bool]] = None) -> Path:
+def safe_extract(archive: PathLike, dest: PathLike,
+                 include: Optional[Callable[[tarfile.TarInfo], bool]] = None) -> Path:
     """Extract a tar archive (.tar, .tar.gz, .tar.xz, .tar.bz2) into ``dest`` safely.
 
     Args:
