@@ -70,6 +70,8 @@ def test_cifar10_offline_is_a_clear_dataerror(tmp_path, monkeypatch):
         one_class_split("cifar10", 0, root=tmp_path)
     with pytest.raises(DataError, match="internet"):
         distillation_images("cifar10", root=tmp_path)
+    with pytest.raises(DataError, match="Flowers102.*internet"):
+        distillation_images("flowers102", root=tmp_path)
 
 
 def test_distillation_sklearn_photos():
@@ -126,3 +128,14 @@ def test_cifar10_protocol_with_fake_data(monkeypatch):
     assert 0 <= s.train.min() and s.train.max() <= 1
     x = distillation_images("cifar10")
     assert x.shape == (500, 3, 64, 64)
+
+
+def test_flowers102_with_fake_data(monkeypatch):
+    from PIL import Image
+    from glance_lite.data import natural
+
+    photos = [(Image.new("RGB", (500, 300 + 10 * i), (i * 40, 90, 30)), i) for i in range(5)]
+    monkeypatch.setattr(natural, "_torchvision", lambda name, root, **kw: photos)
+    x = distillation_images("flowers102", max_images=4)
+    assert x.shape == (4, 3, 128, 128)
+    assert torch.allclose(x[2, :, 64, 64], torch.tensor([80, 90, 30]) / 255.0, atol=1e-6)

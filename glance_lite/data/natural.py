@@ -20,6 +20,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .errors import DataError
 from .images import PathLike, list_image_files, load_image
@@ -76,22 +77,39 @@ def _load_digits(seed: int):
     return (images[tr], labels[tr]), (images[te], labels[te])
 
 
-def _cifar10(root: PathLike, train: bool):
-    """torchvision CIFAR-10 (downloaded into ``root`` if absent) -> (uint8 (N, 32, 32, 3), labels)."""
-    from torchvision.datasets import CIFAR10
+def _torchvision(name: str, root: PathLike, **kwargs):
+    """A torchvision dataset from ``root``, downloaded there if absent; offline -> DataError."""
+    import torchvision.datasets as tvd
 
+    cls = getattr(tvd, name)
     try:
-        ds = CIFAR10(str(root), train=train, download=False)
+        return cls(str(root), download=False, **kwargs)
     except RuntimeError:  # not there yet: try to download (needs internet)
         try:
-            ds = CIFAR10(str(root), train=train, download=True)
+            return cls(str(root), download=True, **kwargs)
         except Exception as exc:
             raise DataError(
-                f"CIFAR-10 is not in {root} and downloading it failed ({type(exc).__name__}: {exc}). "
+                f"{name} is not in {root} and downloading it failed ({type(exc).__name__}: {exc}). "
                 "The download needs internet access (it works on Colab); offline, use "
-                "dataset='digits' (bundled with scikit-learn) instead."
+                "dataset='digits' / source='sklearn' (bundled with scikit-learn) instead."
             ) from exc
+
+
+def _cifar10(root: PathLike, train: bool):
+    """torchvision CIFAR-10 -> (uint8 (N, 32, 32, 3), labels (N,))."""
+    ds = _torchvision("CIFAR10", root, train=train)
     return ds.data, np.asarray(ds.targets, dtype=np.int64)
+
+
+def _flowers102(root: PathLike, size: int, max_images: int) -> torch.Tensor:
+    """Oxford Flowers-102 training photographs, squashed to size x size -> (N, 3, size, size)."""
+    ds = _torchvision("Flowers102", root, split="train")
+    n = min(len(ds), max_images)
+    out = torch.empty(n, 3, size, size)
+    for i in range(n):
+        img = ds[i][0].convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        out[i] = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return out
 
 
 def one_class_split(dataset: str = "digits", normal_class: int = 0, root: PathLike = "data",
@@ -136,10 +154,12 @@ def distillation_images(source: Union[str, PathLike] = "sklearn", root: PathLike
     Args:
         source: "sklearn" (two bundled photographs, 427x640, offline), "cifar10"
             (training images, needs download; upsampled to ``size or 64`` so that
-            33x33 crops fit), or a folder of image files (each resized to ``size or 256``).
+            33x33 crops fit), "flowers102" (Oxford Flowers-102 training photographs,
+            needs download, resized to ``size or 128``), or a folder of image files
+            (each resized to ``size or 256``).
         root: CIFAR-10 location.
         size: see ``source``; for "sklearn", resizes to size x size if given.
-        max_images: at most this many CIFAR-10 images (the first ones), to bound memory.
+        max_images: at most this many CIFAR-10 / Flowers-102 images (the first ones), to bound memory.
     Returns:
         FloatTensor (N, 3, H, W) in [0, 1].
     """
@@ -151,9 +171,12 @@ def distillation_images(source: Union[str, PathLike] = "sklearn", root: PathLike
     if source == "cifar10":
         data, _ = _cifar10(root, True)
         return _resize(_to_float_nchw(data[:max_images], 255.0), size or 64)
+    if source == "flowers102":
+        return _flowers102(root, size or 128, max_images)
     folder = Path(source)
     if not folder.is_dir():
-        raise DataError(f"distillation source {source!r} is neither 'sklearn', 'cifar10' nor an existing folder")
+        raise DataError(f"distillation source {source!r} is neither 'sklearn', 'cifar10', 'flowers102' "
+                        "nor an existing folder")
     files = list_image_files(folder)
     if not files:
         raise DataError(f"folder {folder} contains no images for distillation")
