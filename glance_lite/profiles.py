@@ -5,6 +5,10 @@
     colab  one GPU (a Colab T4), <= 15 min per chapter.
     paper  the supplementary's schedule: 50K + 50K Local-Net steps, 200K Global-Net steps.
 
+The short profiles (cpu, colab) take a few hundred to a few thousand steps instead of 200K, so
+they use larger learning rates for Global-Net (5e-4) and the DAD head (1e-3; the paper's 1e-5
+barely moves the head in 1000 steps: its loss stays at ln 2). `paper` keeps the supplementary's.
+
 Choose with an argument or the GLANCE_PROFILE environment variable; `auto` (the default) is
 `colab` when CUDA is available and `cpu` otherwise.
 """
@@ -51,11 +55,12 @@ PROFILES = {
                      default_teacher="random", checkpoint_every=2, score_chunk=36,
                      synthetic=(("n_train", 6), ("n_test_good", 2), ("n_test_per_defect", 1))),
     "cpu": Profile("cpu", distill_steps=150, distill_batch=32, finetune_steps=150, finetune_batch=16,
-                   train_steps=300, train_batch=16, grid_per_side=20, checkpoint_every=50,
-                   score_chunk=100),
+                   train_steps=600, train_batch=16, grid_per_side=20, checkpoint_every=50,
+                   score_chunk=100, lr_global=5e-4, lr_head=1e-3),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
                      finetune_batch=16, train_steps=8000, train_batch=64, teacher_input=112,
                      distill_source="flowers102", checkpoint_every=500, score_chunk=400,
+                     lr_global=5e-4, lr_head=1e-3,
                      synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
     "paper": Profile("paper", distill_steps=50_000, distill_batch=64, finetune_steps=50_000,
                      finetune_batch=16, train_steps=200_000, train_batch=64, teacher_input=224,
