@@ -256,3 +256,48 @@ def test_the_setup_output_says_which_teacher_was_used(book_html):
 def test_the_lambda_explorer_is_in_the_html(book_html):
     pages = [f for f in toc_files() if 'class="glance-lambda"' in (book_html / f"{f}.html").read_text()]
     assert "book/06_scoring_maps" in pages, pages
+
+
+# ----------------------------------------------------------------------------- book helpers
+def test_tsne_dissimilarities_are_proper():
+    from glance_lite import DADHead
+    from glance_lite.tsne import dad_dissimilarity, embed, iad_dissimilarity, separation
+    torch.manual_seed(0)
+    feats = torch.randn(12, 128)
+    for d in (iad_dissimilarity(feats), dad_dissimilarity(DADHead(), feats)):
+        assert d.shape == (12, 12) and np.allclose(d, d.T) and np.all(np.diag(d) == 0) and (d >= 0).all()
+    np.testing.assert_allclose(iad_dissimilarity(feats)[0, 1], ((feats[0] - feats[1]) ** 2).mean().item(), rtol=1e-6)
+    e = embed(iad_dissimilarity(feats), seed=0)
+    assert e.shape == (12, 2) and np.isfinite(separation(e, 6))
+
+
+def test_tsne_samples_only_abnormal_patches():
+    from glance_lite.tsne import sample_patches
+    masks = torch.zeros(3, 1, 256, 256)
+    masks[1, :, 100:140, 100:140] = 1
+    s = sample_patches(masks, n_patches=400, seed=0)
+    assert len(s.ratio) > 0 and (s.ratio > 0).all() and (s.image_index == 1).all()
+    r, c = s.top_left[0].tolist()
+    assert abs(masks[1, 0, r:r + 33, c:c + 33].mean().item() - s.ratio[0].item()) < 1e-6
+
+
+def test_one_class_training_runs_and_scores(tmp_path):
+    """Supplementary C.2 on a tiny synthetic split, smoke profile: trains, saves, scores."""
+    import warnings
+    from glance_lite.data import OneClassSplit
+    from glance_lite.oneclass_train import evaluate_one_class, score_images, train_one_class
+    gen = torch.Generator().manual_seed(0)
+    split = OneClassSplit(train=torch.rand(12, 3, 16, 16, generator=gen),
+                          test=torch.rand(8, 3, 16, 16, generator=gen),
+                          test_labels=torch.tensor([0] * 4 + [1] * 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = train_one_class(tmp_path / "oc", split, "smoke", "random", resume=False)
+    assert path.is_file() and (tmp_path / "oc" / "log.jsonl").is_file()
+    assert train_one_class(tmp_path / "oc", split, "smoke", "random", resume=True) == path
+    res = evaluate_one_class(path, split)
+    assert set(res["auroc"]) == {0.0, 0.2, 0.4, 0.6, 0.8, 1.0}
+    assert all(0.0 <= a <= 1.0 for a in res["auroc"].values())
+    from glance_lite.model import load_model
+    s_iad, s_dad = score_images(load_model(path)[0], split.test)
+    assert s_iad.shape == (8,) and ((s_dad >= 0) & (s_dad <= 1)).all()
