@@ -10,8 +10,9 @@ both roles of the localisation setting:
 
 Phases, as in `train.py`:
   distill   Local-Net imitates the teacher on random 33x33 crops of natural images;
-  finetune  the same loss on the I_L of the normal class (learning rate 1e-5, supp. C.2);
-  train     Global-Net + DAD head with Eq. 10 (both learning rates 1e-5, supp. C.2).
+  finetune  the same loss on the I_L of the normal class (learning rate 1e-5 in supp. C.2);
+  train     Global-Net + DAD head with Eq. 10 (both learning rates 1e-5 in supp. C.2).
+Learning rates follow the profile, scaled by C.2's ratios to C.1 (`learning_rates`).
 The image score is Eq. 13 on the single (I_L, I_G) pair: s = lambda_s s_IAD + (1-lambda_s) s_DAD.
 
 Run folder: log.jsonl (losses per step), config.json, glance.pt (the trained model). With
@@ -40,9 +41,19 @@ from .teacher import load_teacher, normalize
 from .train import TrainingDiverged, step_generator
 
 PATCH, IMAGE = 33, 256
-LR_FINETUNE = 1e-5   # supplementary C.2
-LR_GLOBAL = 1e-5
-LR_HEAD = 1e-5
+# Learning rates of supplementary C.2 relative to C.1 (MVTec AD): fine-tuning 1e-5 instead of
+# 2e-4, Global-Net 1e-5 instead of 1e-4, DAD head 1e-5 as before. We apply these ratios to the
+# profile's MVTec learning rates, so the `paper` profile gets exactly C.2's values and the short
+# profiles (which raise their rates to learn in fewer steps) keep the same proportions.
+LR_SCALE_FINETUNE = 1e-5 / 2e-4
+LR_SCALE_GLOBAL = 1e-5 / 1e-4
+LR_SCALE_HEAD = 1e-5 / 1e-5
+
+
+def learning_rates(prof: Profile) -> dict:
+    """One-class learning rates for a profile: {"finetune", "global", "head"}."""
+    return {"finetune": prof.lr_local * LR_SCALE_FINETUNE, "global": prof.lr_global * LR_SCALE_GLOBAL,
+            "head": prof.lr_head * LR_SCALE_HEAD}
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -75,8 +86,9 @@ def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Pr
     if resume and out.exists():
         return out
     run_dir.mkdir(parents=True, exist_ok=True)
+    lrs = learning_rates(prof)
     config = {"task": "one-class", "profile": prof.to_dict(), "teacher": teacher, "seed": seed,
-              "n_train": int(split.train.shape[0]), "package_version": __version__}
+              "n_train": int(split.train.shape[0]), "learning_rates": lrs, "package_version": __version__}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     torch.manual_seed(seed)
     model = Glance().to(device)
@@ -93,7 +105,7 @@ def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Pr
         local_params = list(model.local_net.parameters()) + list(model.decoder.parameters())
         for phase, steps, batch, lr, images in (
                 ("distill", prof.distill_steps, prof.distill_batch, prof.lr_local, natural),
-                ("finetune", prof.finetune_steps, prof.finetune_batch, LR_FINETUNE, patches)):
+                ("finetune", prof.finetune_steps, prof.finetune_batch, lrs["finetune"], patches)):
             opt = torch.optim.Adam(local_params, lr=lr, betas=(0.9, 0.999))
             for step in range(steps):
                 g = step_generator(seed, "oc-" + phase, step)
@@ -106,8 +118,8 @@ def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Pr
                 log_line(log, phase, step + 1, parts)
 
         model.local_net.requires_grad_(False).eval()
-        opt = torch.optim.Adam([{"params": model.global_net.parameters(), "lr": LR_GLOBAL},
-                                {"params": model.head.parameters(), "lr": LR_HEAD}], betas=(0.9, 0.999))
+        opt = torch.optim.Adam([{"params": model.global_net.parameters(), "lr": lrs["global"]},
+                                {"params": model.head.parameters(), "lr": lrs["head"]}], betas=(0.9, 0.999))
         n = split.train.shape[0]
         batch = min(prof.train_batch, n)
         for step in range(prof.train_steps):

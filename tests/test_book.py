@@ -301,3 +301,10 @@ def test_one_class_training_runs_and_scores(tmp_path):
     from glance_lite.model import load_model
     s_iad, s_dad = score_images(load_model(path)[0], split.test)
     assert s_iad.shape == (8,) and ((s_dad >= 0) & (s_dad <= 1)).all()
+
+
+def test_one_class_learning_rates_match_the_supplementary_in_the_paper_profile():
+    from glance_lite.oneclass_train import learning_rates
+    from glance_lite.profiles import get_profile
+    lrs = learning_rates(get_profile("paper"))
+    assert all(abs(v - 1e-5) < 1e-12 for v in lrs.values()), lrs
