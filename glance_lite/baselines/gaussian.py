@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import DEFAULT_MAX_BYTES, check_bank_size, resnet_features, upsample
+from .common import DEFAULT_MAX_BYTES, check_bank_size, resnet_features, single_thread, upsample
 
 GAUSS_LAYERS = ("layer1", "layer2", "layer3")
 LAMBDA = 0.01
@@ -43,13 +43,16 @@ def fit_gaussians(x: torch.Tensor, lam: float = LAMBDA) -> tuple[torch.Tensor, t
     xc = (x - mean).permute(1, 0, 2)                                # (P,N,d)
     cov = xc.transpose(1, 2) @ xc / max(n - 1, 1)                    # (P,d,d)
     cov = cov + lam * torch.eye(d, dtype=cov.dtype, device=cov.device)
-    return mean.float(), torch.linalg.cholesky(cov).float()
+    with single_thread(cov.device):  # P small factorisations
+        chol = torch.linalg.cholesky(cov)
+    return mean.float(), chol.float()
 
 
 def mahalanobis(x: torch.Tensor, mean: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
     """Mahalanobis distances of samples `(N,P,d)` to per-position Gaussians -> `(N,P)`."""
     diff = (x - mean).permute(1, 2, 0)                               # (P,d,N)
-    y = torch.linalg.solve_triangular(chol, diff, upper=False)       # L y = x - mu
+    with single_thread(diff.device):                                 # P small solves
+        y = torch.linalg.solve_triangular(chol, diff, upper=False)   # L y = x - mu
     return torch.linalg.vector_norm(y, dim=1).t()                    # (N,P)
 
 

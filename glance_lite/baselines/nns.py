@@ -16,13 +16,12 @@ shapes and checked against `max_bank_bytes` before anything is extracted.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import DEFAULT_MAX_BYTES, check_bank_size, nearest_distances, resnet_features, upsample
+from .common import (DEFAULT_MAX_BYTES, check_bank_size, nearest_distances, resnet_features,
+                     single_thread, upsample)
 
 NNS_LAYERS = ("layer2", "layer3")
 
@@ -44,19 +43,6 @@ def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.
     return features @ proj.to(features.device, features.dtype)
 
 
-@contextmanager
-def _one_thread(device: torch.device):
-    """On CPU, run a loop of many small tensor ops on one thread: with several threads each op
-    pays a synchronisation that costs far more than the op (10x slower on a busy 2-core box)."""
-    old = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 @torch.no_grad()
 def greedy_coreset(features: torch.Tensor, n: int, start: int | None = None, seed: int = 0) -> torch.Tensor:
     """Indices `(n,)` of a greedy minimax-facility-location coreset of `(N,D)` features (MFFA Eq. 1).
@@ -75,7 +61,7 @@ def greedy_coreset(features: torch.Tensor, n: int, start: int | None = None, see
     chosen = torch.empty(n, dtype=torch.long)
     chosen[0] = start
     min_d = sq_dist(start)                                         # squared distance to the coreset
-    with _one_thread(x.device):
+    with single_thread(x.device):
         for i in range(1, n):
             j = int(torch.argmax(min_d))
             chosen[i] = j
