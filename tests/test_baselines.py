@@ -94,6 +94,21 @@ def test_psg_batch_has_three_labelled_classes():
     assert x.shape == (6, 3, 32, 32) and y.tolist() == [0, 0, 1, 1, 2, 2]
 
 
+def test_psg_finetune_is_seeded_and_leaves_the_teacher_alone():
+    from torchvision.models import resnet18
+    from glance_lite.baselines.psg import psg_finetune
+    net = resnet18(weights=None)
+    net.fc = torch.nn.Identity()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    images, losses = torch.rand(4, 3, 64, 64), []
+    a = psg_finetune(net, images, steps=2, batch=1, seed=1, log=losses)
+    b = psg_finetune(net, images, steps=2, batch=1, seed=1)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not torch.equal(a.conv1.weight, net.conv1.weight)
+
+
 # ----------------------------------------------------------------------------- AMC
 def test_amc_product_and_smoothing_on_a_toy_map():
     nns = torch.zeros(2, 32, 32)

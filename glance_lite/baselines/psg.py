@@ -127,9 +127,9 @@ def psg_finetune(backbone: nn.Module, train_images: torch.Tensor, steps: int, ba
         out_dim = net(torch.zeros(1, 3, 64, 64, device=device)).shape[1]
     net.requires_grad_(True)
     head = nn.Linear(out_dim, len(LABELS)).to(device)
-    torch.manual_seed(seed)
-    nn.init.normal_(head.weight, std=0.01)
-    nn.init.zeros_(head.bias)
+    with torch.no_grad():  # seeded head, without touching the global random state
+        head.weight.copy_(0.01 * torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(seed)))
+        head.bias.zero_()
     params = list(net.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=3e-5)
     # net stays in eval mode: frozen BatchNorm statistics (module docstring); gradients still flow
