@@ -62,6 +62,9 @@ def _train_glance(run_dir: Path, data_root, category: str, prof: Profile, teache
     except RunError:
         if not overwrite:
             raise
+        # train.py decides whether to pre-train Local-Net before its overwrite deletes local.pt,
+        # so remove the stale one first (the whole run is redone anyway)
+        (run_dir / "local.pt").unlink(missing_ok=True)
         train(*args, resume=False, overwrite=True, device=device, progress=progress)
 
 
