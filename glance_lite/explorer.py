@@ -174,9 +174,22 @@ def book_setup(seed: int = 0, quiet: bool = False) -> BookSetup:
         setup.notes.append("NOTE: UNTRAINED TEACHER - every number below comes from a Local-Net distilled "
                            "from a random ResNet-18; it shows how the method runs, not how well it works.")
     torch.manual_seed(seed)
+    _inline_figures()
     if not quiet:
         print(setup.summary())
     return setup
+
+
+def _inline_figures() -> None:
+    """In a Jupyter kernel, make plt.show() embed figures even if MPLBACKEND=Agg is set
+    (a non-interactive backend would silently drop every figure of the chapter)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and getattr(ip, "kernel", None) is not None:
+        ip.run_line_magic("matplotlib", "inline")
 
 
 # ----------------------------------------------------------------------------- explorer data

@@ -76,8 +76,7 @@ def built_book() -> tuple[Path, float, str]:
     print(f"building the book (smoke profile) in {tmp} ...")
     env = {k: v for k, v in os.environ.items()
            if k not in ("GLANCE_LIVE", "GLANCE_TEACHER", "GLANCE_BOOK_ROOT")}
-    env.update(GLANCE_PROFILE="smoke", MPLBACKEND="Agg", PYTHONWARNINGS="ignore::DeprecationWarning",
-               TQDM_DISABLE="1")
+    env.update(GLANCE_PROFILE="smoke", PYTHONWARNINGS="ignore::DeprecationWarning", TQDM_DISABLE="1")
     t0 = time.perf_counter()
     proc = subprocess.run(jupyter_book_cmd() + ["build", str(tmp), "-W", "--keep-going", "--all"], env=env,
                           capture_output=True, text=True, timeout=BUILD_LIMIT_S)
@@ -246,6 +245,20 @@ def test_built_pages_show_no_errors_and_no_widget_views(book_html):
         assert "unpkg.com" not in page and "require.min.js" not in page, f"{f}: widget JavaScript from a CDN"
         external = re.findall(r'<script[^>]+src="(https?://[^"]+)"', page)
         assert not external, f"{f}: scripts loaded from the network: {external}"
+
+
+# figures every chapter must show in the built HTML (plt.show() output embedded as <img>)
+MIN_FIGURES = {"book/01_task_and_data": 2, "book/02_local_net": 2, "book/03_partial_conv": 3,
+               "book/04_global_net_iad": 2, "book/05_negatives_dad": 2, "book/06_scoring_maps": 5,
+               "book/07_evaluation": 2, "book/08_tsne": 1, "book/09_one_class": 3,
+               "book/10_global_vs_local": 1}
+
+
+def test_chapters_show_their_figures(book_html):
+    for f, n in MIN_FIGURES.items():
+        page = (book_html / f"{f}.html").read_text()
+        imgs = len(re.findall(r'<img[^>]+src="(?:\.\./)?_images/', page)) + page.count('src="data:image/png')
+        assert imgs >= n, f"{f}: {imgs} figures in the HTML, expected at least {n} (is matplotlib inline?)"
 
 
 def test_the_setup_output_says_which_teacher_was_used(book_html):
