@@ -1,10 +1,14 @@
 """Local-Net L and its distillation decoder D (paper Sec. 3.1, supplementary Tab. 1).
 
 Local-Net embeds one 33x33 RGB patch into a 128-d local feature Z_l (Eq. 4). It is a small
-fully-convolutional network without padding, so its receptive field is exactly the patch:
+fully-convolutional network without padding, so it sees nothing outside the patch:
 
     (B,3,33,33) -Conv3x3,128-> 31 -MaxPool2-> 15 -Conv5x5,256-> 11 -MaxPool2-> 5
                 -Conv2x2,256-> 4 -Conv4x4,128-> 1      (LeakyReLU(5e-3) after every conv)
+
+Its receptive field is in fact 30x30, not 33x33: each 2x2 max-pool of an odd-sized map drops
+the last row and column, so the bottom 3 rows and right 3 columns of the patch never reach Z_l.
+This follows from Tab. 1 itself; chapter 2 of the book shows it with gradients.
 
 The decoder D (Eq. 1) is a linear map from 128 to the teacher's descriptor size (512 for
 ResNet-18) used only during distillation, so that L's output can be compared with R's.

@@ -18,15 +18,14 @@ def figure_grid(images: torch.Tensor, masks: torch.Tensor, maps: torch.Tensor, t
     Maps share one colour scale (the min/max over all shown maps unless vmin/vmax are given).
     Returns the matplotlib Figure; saves it when `path` is given.
     """
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # an explicit Figure (no pyplot): never switches the backend of a notebook that calls this
+    from matplotlib.figure import Figure
 
     n = images.shape[0]
     vmin = float(maps.min()) if vmin is None else vmin
     vmax = float(maps.max()) if vmax is None else vmax
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    fig = Figure(figsize=(7.5, 2.5 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(_np_img(images[i]))
         axes[i, 0].set_title(titles[i], fontsize=9)
@@ -39,5 +38,4 @@ def figure_grid(images: torch.Tensor, masks: torch.Tensor, maps: torch.Tensor, t
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=80)
-        plt.close(fig)
     return fig

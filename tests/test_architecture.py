@@ -66,3 +66,12 @@ def test_local_net_rejects_wrong_patch_shapes(shape):
 def test_global_net_rejects_wrong_shapes(img_shape, mask_shape, msg):
     with pytest.raises(ValueError, match=msg):
         GlobalNet()(torch.randn(*img_shape), torch.ones(*mask_shape))
+
+
+def test_local_net_receptive_field_is_30_of_the_33_pixels():
+    """The floor of the two 2x2 pools drops the last 3 rows/cols of the patch (documented)."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 33, 33, requires_grad=True)
+    LocalNet()(x).sum().backward()
+    used = x.grad.abs().sum((0, 1)) > 0
+    assert used[:30, :30].all() and not used[30:].any() and not used[:, 30:].any()
