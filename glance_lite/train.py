@@ -149,7 +149,8 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
 
     # Everything that can fail on bad input fails here, before any training.
     train_set = load_mvtec(data_root, category, "train")
-    need_local = not (run_dir / "local.pt").exists()
+    # --overwrite (without --resume) starts again, so an old local.pt must not be reused
+    need_local = (overwrite and not resume) or not (run_dir / "local.pt").exists()
     tch = load_teacher(teacher, prof.teacher_input, seed=seed).to(device) if need_local else None
     natural = distillation_images(prof.distill_source) if need_local and prof.distill_steps else None
     _make_folder(run_dir, resume, overwrite)

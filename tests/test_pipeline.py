@@ -191,3 +191,11 @@ def test_cli_help_for_every_subcommand(capsys):
             main([sub, "--help"])
         assert e.value.code == 0
         assert "usage: glance-lite " + sub in capsys.readouterr().out
+
+
+def test_overwrite_retrains_even_with_an_old_local_net(synth_root, category, trained, tmp_path):
+    import shutil
+    run = tmp_path / "r"
+    shutil.copytree(trained.parent, run)
+    path = train(run, synth_root, category, "smoke", "random", seed=1, progress=False, overwrite=True)
+    assert (run / "local.pt").exists() and path.exists()
