@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from glance_lite import DADHead, GlobalNet, LocalNet, PatchGrid, normalize
+from glance_lite import DADHead, GlobalNet, LocalNet, PatchGrid, normalize  # noqa: F401
 from glance_lite.heads import iad_score
 from glance_lite.losses import joint_loss, local_loss
 from glance_lite.local_net import Decoder
@@ -87,7 +87,7 @@ class PeakRSS:
 def bench_maps(dev, quick, res):
     """1 + 2 + 5: score-map throughput, naive reference, conv floor, peak memory."""
     torch.manual_seed(0)
-    L, G, H = LocalNet().to(dev).eval(), GlobalNet().to(dev).eval(), DADHead().to(dev).eval()
+    L, G = LocalNet().to(dev).eval(), GlobalNet().to(dev).eval()
     grid = PatchGrid()
     n_img = 2 if quick else (8 if dev.type == "cpu" else 64)
     imgs = torch.rand(n_img, 3, 256, 256)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .global_net import GlobalNet
-from .partial_conv import MaskStep, mask_step
+from .partial_conv import MaskStep
 from .patches import PatchGrid
 
 K0, S0, KP, SP = 7, 2, 3, 2  # layer 0 kernel/stride, pool kernel/stride (supplementary Tab. 2)
