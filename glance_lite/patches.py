@@ -1,7 +1,9 @@
 """Patches and hole masks (paper Sec. 3.3, Fig. 2b; supplementary Sec. C.1).
 
 The raster grid places K x K (20 x 20 by default) patches of 33 x 33 pixels uniformly over a
-256 x 256 image, in raster-scan order (row by row), overlapping where K*33 > 256. For each patch
+256 x 256 image, in raster-scan order (row by row), overlapping where K*33 > 256. Corners sit on
+even pixels by default (`align=2`): then all patches share Local-Net's first pooling grid and
+Local-Net can run once over the whole image (fast_local.py); this moves a patch by <= 1 px. For each patch
 we need the patch itself (for Local-Net) and the hole mask M0 (for Global-Net, Eq. 6: 0 on the
 patch, 1 elsewhere). Everything is gathered with tensor indexing - no loops over patches.
 """
@@ -55,12 +57,15 @@ class PatchGrid:
     image_size: int = 256
     patch_size: int = 33
     per_side: int = 20
+    align: int = 2  # corners are multiples of this (2: Local-Net's pool1 aligns, fast_local.py)
 
     def __post_init__(self):
         if not 0 < self.patch_size <= self.image_size:
             raise ValueError(f"patch_size {self.patch_size} must be in (0, image_size={self.image_size}]")
         if self.per_side < 1:
             raise ValueError(f"per_side must be >= 1; got {self.per_side}")
+        if self.align < 1:
+            raise ValueError(f"align must be >= 1; got {self.align}")
 
     @property
     def n_patches(self) -> int:
@@ -68,8 +73,14 @@ class PatchGrid:
 
     @property
     def offsets(self) -> torch.Tensor:
-        """`(K,)` first row/col of each patch: round(linspace(0, S - P, K))."""
-        return torch.linspace(0, self.image_size - self.patch_size, self.per_side).round().long()
+        """`(K,)` first row/col of each patch: a * round(linspace(0, (S - P) // a, K)), a = align.
+
+        The K corners are spread uniformly over the multiples of `align` that keep the patch
+        inside the image (for align = 1: round(linspace(0, S - P, K))).
+        """
+        a = self.align
+        steps = torch.linspace(0, (self.image_size - self.patch_size) // a, self.per_side)
+        return steps.round().long() * a
 
     @property
     def top_left(self) -> torch.Tensor:

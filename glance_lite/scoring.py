@@ -16,7 +16,9 @@ Local-Net passes (~133 GFLOP done naively). `patch_features` therefore
     and reuses it for every image,
   * computes Global-Net's first layer once per image and only a window of it per hole
     (`fast_global.py`), which removes most of Global-Net's FLOPs,
-  * runs Local-Net on all patches of a chunk at once (channels_last), under `torch.inference_mode`.
+  * runs Local-Net's expensive layers once over each whole image and crops every patch's part
+    from it (`fast_local.py`; the grid's corners are even for this), the rest on all patches of
+    a chunk at once (channels_last), under `torch.inference_mode`.
 `patch_features_naive` is the one-patch-at-a-time reference used by tests and the benchmark.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from functools import lru_cache
 import torch
 
 from .fast_global import gather_windows, global_features_holes, layer0_pooled
+from .fast_local import aligned, conv2_side, local_head, local_trunk
 from .global_net import GlobalNet
 from .heads import DADHead, dad_score, iad_score
 from .idw import idw_maps
@@ -83,30 +86,42 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
 
     chunk: (image, patch) pairs per forward pass; memory grows linearly with it (about 0.5 MB
     per pair in float32). amp_dtype: e.g. torch.bfloat16 on CUDA (see benchmarks/ for accuracy).
-    Global-Net runs through `fast_global` (layer 0 once per image, a window per hole).
+    Global-Net runs through `fast_global` (layer 0 once per image, a window per hole), Local-Net
+    through `fast_local` when the grid's corners are even (otherwise patch by patch).
     """
     _check_images(images, grid)
     device = torch.device(device) if device is not None else next(global_net.parameters()).device
     n, k2 = images.shape[0], grid.n_patches
     masks, plan = _grid_masks_and_plan(grid, str(device))
     top_left = grid.top_left.to(device)
-    offs = torch.arange(grid.patch_size, device=device)
+    dense = aligned(top_left, grid.patch_size)  # Local-Net once per image (fast_local.py)
+    side = conv2_side() if dense else grid.patch_size
+    offs = torch.arange(side, device=device)
     local_net.to(memory_format=torch.channels_last)
     z_l = torch.empty(n * k2, local_net.conv4.out_channels)
     z_g = torch.empty_like(z_l)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    per_block = max(1, chunk // k2)  # images whose Local-Net trunk is held at once
     with autocast:
         imgs = normalize(images.to(device))
         base = layer0_pooled(global_net, imgs)[0]
-        for start in range(0, n * k2, chunk):
-            pairs = torch.arange(start, min(start + chunk, n * k2), device=device)
-            img_idx, hole_idx = pairs // k2, pairs % k2
-            tl = top_left[hole_idx]
-            patches = gather_windows(imgs, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
-            z_l[start:start + len(pairs)] = local_net(
-                patches.contiguous(memory_format=torch.channels_last)).float().cpu()
-            z_g[start:start + len(pairs)] = global_features_holes(
-                global_net, imgs, img_idx, hole_idx, grid, masks, plan, base).float().cpu()
+        for i0 in range(0, n, per_block):
+            i1 = min(n, i0 + per_block)
+            if dense:
+                trunk = local_trunk(local_net, imgs[i0:i1].contiguous(memory_format=torch.channels_last))
+            for start in range(i0 * k2, i1 * k2, chunk):
+                pairs = torch.arange(start, min(start + chunk, i1 * k2), device=device)
+                img_idx, hole_idx = pairs // k2, pairs % k2
+                tl = top_left[hole_idx]
+                if dense:  # crop each patch's conv2 output from the shared trunk
+                    win = gather_windows(trunk, img_idx - i0, tl[:, :1] // 2 + offs, tl[:, 1:] // 2 + offs)
+                    zl = local_head(local_net, win.contiguous(memory_format=torch.channels_last))
+                else:
+                    patches = gather_windows(imgs, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
+                    zl = local_net(patches.contiguous(memory_format=torch.channels_last))
+                z_l[start:start + len(pairs)] = zl.float().cpu()
+                z_g[start:start + len(pairs)] = global_features_holes(
+                    global_net, imgs, img_idx, hole_idx, grid, masks, plan, base).float().cpu()
     return z_l.view(n, k2, -1), z_g.view(n, k2, -1)
 
 

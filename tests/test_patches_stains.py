@@ -10,8 +10,10 @@ def test_grid_geometry_default():
     g = PatchGrid()
     tl = g.top_left
     assert tl.shape == (400, 2) and g.n_patches == 400
-    assert tl[0].tolist() == [0, 0] and tl[-1].tolist() == [223, 223]  # spans the whole image
+    assert tl[0].tolist() == [0, 0] and tl[-1].tolist() == [222, 222]  # spans the image (even corners)
     assert tl[1].tolist() == [0, 12] and tl[20].tolist() == [12, 0]  # raster order: row by row
+    assert (tl % 2 == 0).all()  # align=2: every corner on Local-Net's pooling grid
+    assert PatchGrid(align=1).top_left[-1].tolist() == [223, 223]
     assert torch.equal(g.centres[0], torch.tensor([16.0, 16.0]))
     assert (g.offsets.diff() <= 33).all()  # neighbours overlap or touch: no uncovered pixel
 

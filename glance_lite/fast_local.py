@@ -1,0 +1,51 @@
+"""Local-Net on every grid patch at once, sharing the work of overlapping patches.
+
+Scoring needs Z_l = L(p) (Eq. 4) for the K*K = 400 patches of each image. Run patch by patch,
+that is about 86 GFLOP per image, 93 % of it in the 5x5 convolution of Tab. 1 (conv2). But the
+patches overlap (a pixel lies in about 9 of them), and Local-Net has no padding, so a patch's
+conv1 and conv2 outputs are simply crops of the same layers run once over the whole image -
+provided the 2x2 max-pool between them groups the same pixel pairs. That holds when every
+patch starts on an even row and column, which is why `PatchGrid` snaps its corners to even
+pixels by default (`align=2`; it moves a patch by at most 1 px).
+
+So, per image:
+    conv1 + LeakyReLU + pool1 + conv2 + LeakyReLU over the whole image   (~25 GFLOP, once)
+    then per patch: crop the 11x11 conv2 window at (r/2, c/2) -> pool2 -> conv3 -> conv4
+                                                                        (~9 MFLOP a patch)
+which gives the same Z_l as `LocalNet.forward` on each crop, up to float rounding (tested to
+1e-5), for about a third of the FLOPs.
+
+    (N,3,256,256) -conv1-> (N,128,254,254) -pool1-> 127 -conv2-> (N,256,123,123)
+    patch at (r, c), r and c even: its conv2 output is rows r/2 .. r/2+10, cols c/2 .. c/2+10
+"""
+from __future__ import annotations
+
+import torch
+
+from .local_net import PATCH_SIZE, LocalNet
+
+POOL = 2  # the 2x2/2 max-pool between conv1 and conv2 (Tab. 1)
+
+
+def aligned(top_left: torch.Tensor, patch_size: int = PATCH_SIZE) -> bool:
+    """True when the dense path applies: 33x33 patches whose corners are all even."""
+    return patch_size == PATCH_SIZE and bool((top_left % POOL == 0).all())
+
+
+def local_trunk(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
+    """conv1 -> pool1 -> conv2 of Tab. 1 over whole images: `(N,3,S,S)` normalised ->
+    `(N,256,(S-2)//2-4,(S-2)//2-4)`, i.e. `(N,256,123,123)` for S = 256."""
+    x = net.pool1(net.lrelu1(net.conv1(images)))
+    return net.lrelu2(net.conv2(x))
+
+
+def conv2_side(patch_size: int = PATCH_SIZE) -> int:
+    """Side of one patch's conv2 output: 11 for 33x33 patches."""
+    return (patch_size - 2) // POOL - 4
+
+
+def local_head(net: LocalNet, windows: torch.Tensor) -> torch.Tensor:
+    """pool2 -> conv3 -> conv4 of Tab. 1: conv2 windows `(B,256,11,11)` -> Z_l `(B,128)`."""
+    x = net.pool2(windows)
+    x = net.lrelu3(net.conv3(x))
+    return net.lrelu4(net.conv4(x)).flatten(1)

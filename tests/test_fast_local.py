@@ -1,0 +1,61 @@
+"""The dense Local-Net path (fast_local.py) equals Local-Net run on each patch."""
+import pytest
+import torch
+
+from glance_lite import GlobalNet, LocalNet, PatchGrid
+from glance_lite.fast_local import aligned, conv2_side, local_head, local_trunk
+from glance_lite.fast_global import gather_windows
+from glance_lite.scoring import patch_features, patch_features_naive
+
+
+def test_trunk_crop_then_head_equals_local_net_on_the_patch():
+    torch.manual_seed(0)
+    net = LocalNet().double().eval()
+    img = torch.rand(1, 3, 256, 256, dtype=torch.float64)
+    trunk = local_trunk(net, img)
+    assert trunk.shape == (1, 256, 123, 123)
+    o = torch.arange(conv2_side())
+    for r, c in [(0, 0), (0, 222), (222, 0), (100, 46), (222, 222)]:
+        win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2]]) + o,
+                             torch.tensor([[c // 2]]) + o)
+        ref = net(img[:, :, r:r + 33, c:c + 33])
+        assert torch.allclose(local_head(net, win), ref, atol=1e-12)
+
+
+def test_odd_corner_breaks_the_pooling_alignment():
+    """Why the grid snaps to even corners: at an odd corner the crop is NOT the patch's output."""
+    torch.manual_seed(0)
+    net = LocalNet().double().eval()
+    img = torch.rand(1, 3, 256, 256, dtype=torch.float64)
+    trunk = local_trunk(net, img)
+    o = torch.arange(conv2_side())
+    r = c = 101
+    win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2]]) + o,
+                         torch.tensor([[c // 2]]) + o)
+    assert not torch.allclose(local_head(net, win), net(img[:, :, r:r + 33, c:c + 33]), atol=1e-6)
+
+
+def test_aligned_detects_the_grids():
+    assert aligned(PatchGrid().top_left)
+    assert not aligned(PatchGrid(align=1).top_left)  # 23, 35, ... are odd
+    assert not aligned(PatchGrid(per_side=3, patch_size=17).top_left, 17)  # not Local-Net's patch size
+
+
+@pytest.mark.parametrize("grid", [PatchGrid(per_side=6), PatchGrid(per_side=6, align=1)])
+def test_patch_features_match_naive_on_both_paths(grid):
+    torch.manual_seed(2)
+    L, G = LocalNet().eval(), GlobalNet().eval()
+    imgs = torch.rand(2, 3, 256, 256)
+    zl, zg = patch_features(L, G, imgs, grid, chunk=10)  # chunks smaller than an image's 36 patches
+    rl, rg = patch_features_naive(L, G, imgs, grid)
+    assert torch.allclose(zl, rl, atol=1e-5) and torch.allclose(zg, rg, atol=1e-5)
+
+
+def test_patch_features_blocks_of_images_match_one_at_a_time():
+    torch.manual_seed(3)
+    L, G = LocalNet().eval(), GlobalNet().eval()
+    imgs = torch.rand(3, 3, 256, 256)
+    grid = PatchGrid(per_side=4)
+    a = patch_features(L, G, imgs, grid, chunk=16)   # one image per block
+    b = patch_features(L, G, imgs, grid, chunk=48)   # three images per block
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
