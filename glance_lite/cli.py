@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max-bank-gb", type=float, default=None, metavar="GIB",
+                   help="limit in GiB of every memory bank the baselines build (local-only and NNS "
+                        "features, Gaussian statistics), checked before anything is trained (default 2)")
     _add_common(p)
     return ap
 
@@ -154,7 +157,7 @@ def run(argv: list[str] | None = None) -> int:
         from .baselines.compare import compare
         prof = get_profile(args.profile)
         compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
-                overwrite=args.overwrite, device=args.device)
+                overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb)
         return 0
     return 2
 

@@ -1,12 +1,14 @@
 """Baselines: coreset, Mahalanobis, CutPaste, memory guard, AMC, and the `compare` contract."""
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from glance_lite.baselines.amc import MinMax, amc, image_scores
-from glance_lite.baselines.common import check_bank_size, gaussian_smooth, nearest_distances
+from glance_lite.baselines.common import (DEFAULT_MAX_BYTES, GIB, check_bank_size, fill_batches, gaussian_smooth,
+                                          gib, max_bank_bytes, nearest_distances)
 from glance_lite.baselines.gaussian import fit_gaussians, mahalanobis
 from glance_lite.baselines.nns import NNS, greedy_coreset
 from glance_lite.baselines.psg import cutpaste, psg_batch
@@ -55,6 +57,20 @@ def test_memory_bank_guard_raises_before_building():
     with pytest.raises(ValueError, match="NNS memory bank"):
         nns.fit(torch.rand(2, 3, 64, 64))
     assert nns.bank is None
+    from glance_lite.baselines.gaussian import GaussianAD
+    gauss = GaussianAD(resnet18(weights=None), max_bank_bytes=1024)
+    with pytest.raises(ValueError, match=r"Gaussian training features .* statistics .*limit of 9\.54e-07 GiB"):
+        gauss.fit(torch.rand(2, 3, 64, 64))
+    assert gauss.mean is None
+    x = torch.arange(7.0)
+    assert torch.equal(fill_batches(lambda part: part * 2, x, 3), x * 2)
+
+
+@pytest.mark.parametrize("value", [0, -1.5, float("nan"), float("inf"), None, "lots"])
+def test_max_bank_gb_must_be_positive_and_finite(value):
+    with pytest.raises(ValueError, match=r"--max-bank-gb must be a positive, finite number of GiB; got "):
+        max_bank_bytes(value)
+    assert max_bank_bytes(2) == DEFAULT_MAX_BYTES and max_bank_bytes(1e-12) == 1
 
 
 # ----------------------------------------------------------------------------- Gaussian
@@ -130,10 +146,20 @@ def test_amc_product_and_smoothing_on_a_toy_map():
 
 
 # ----------------------------------------------------------------------------- compare
-def test_compare_writes_the_contract(synth_root, category, tmp_path):
+@pytest.fixture(scope="module")
+def compared(synth_root, category, tmp_path_factory):
+    """One smoke `compare` run: (out dir, its result, the UNTRAINED TEACHER warnings it gave)."""
+    from glance_lite.baselines.compare import compare
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # count every warning call, not one per code location
+        res = compare(synth_root, category, out, "smoke", "random", seed=0, device="cpu", progress=False)
+    return out, res, [w for w in caught if "UNTRAINED TEACHER" in str(w.message)]
+
+
+def test_compare_writes_the_contract(compared, synth_root, category):
     from glance_lite.baselines.compare import KEYS, METHODS, compare
-    out = tmp_path / "cmp"
-    res = compare(synth_root, category, out, "smoke", "random", seed=0, device="cpu", progress=False)
+    out, res, _ = compared
     data = json.loads((out / "comparison.json").read_text())
     assert data == json.loads(json.dumps(res))
     assert list(data) == ["glance", "local_only", "nns", "gaussian", "amc"] == list(METHODS)
@@ -141,8 +167,63 @@ def test_compare_writes_the_contract(synth_root, category, tmp_path):
         assert set(m) == set(KEYS), name
         assert m["seconds_per_image"] > 0 and {"structural", "logical"} >= set(m["per_kind"])
         assert all(v is None or 0 <= v <= 1 for v in (m["pro"], m["pixel_auroc"], m["image_auroc"]))
+    settings = json.loads((out / "comparison_settings.json").read_text())
+    assert settings["mffa"]["max_bank_bytes"] == DEFAULT_MAX_BYTES == 2 * GIB
     with pytest.raises(ValueError, match="overwrite"):
         compare(synth_root, category, out, "smoke", "random", device="cpu", progress=False)
+
+
+def test_compare_announces_an_untrained_teacher_once(compared):
+    # train.py and compare both load the random teacher; the loud box must come once, not twice
+    told = compared[2]
+    assert len(told) == 1 and told[0].category is UserWarning and "!!" in str(told[0].message)
+
+
+def _compare_cli(root, category, out, *extra):
+    from glance_lite.cli import main
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main(["compare", "--data", str(root), "--category", category, "--out", str(out),
+                   "--profile", "smoke", "--teacher", "random", "--device", "cpu", *extra])
+    return rc, [w for w in caught if "UNTRAINED TEACHER" in str(w.message)]
+
+
+@pytest.mark.parametrize("bank", ["local-only memory bank", "NNS memory bank", "Gaussian training features"])
+def test_compare_max_bank_gb_reaches_every_bank_before_anything_is_written(
+        synth_root, category, tmp_path, capsys, bank):
+    from torchvision.models import resnet18
+    from glance_lite.baselines.local_only import local_bank_bytes
+    from glance_lite.baselines.mffa import MFFALite, settings_for
+    from glance_lite.data import load_mvtec
+    from glance_lite.patches import PatchGrid
+    from glance_lite.profiles import get_profile
+    n = len(load_mvtec(synth_root, category, "train"))
+    mffa = MFFALite(resnet18(weights=None), settings_for("smoke"))
+    sizes = {"local-only memory bank": local_bank_bytes(n, PatchGrid(per_side=get_profile("smoke").grid_per_side)),
+             "NNS memory bank": mffa.nns.bank_bytes(n), "Gaussian training features": mffa.gauss.bank_bytes(n)}
+    assert list(sizes.values()) == sorted(sizes.values())  # checked in this order: each limit hits one bank
+    limit_gb = 0.9 * sizes[bank] / GIB
+    out = tmp_path / "cmp"
+    rc, told = _compare_cli(synth_root, category, out, "--max-bank-gb", repr(limit_gb))
+    err = capsys.readouterr().err
+    assert rc == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"glance-lite: error: the {bank}")
+    assert f"= {gib(sizes[bank])}, above the limit of {gib(max_bank_bytes(limit_gb))}." in line
+    assert "--max-bank-gb" in line
+    assert not out.exists()  # failed before training or writing anything
+    assert err.count("NOTE: using an UNTRAINED") == 1 and len(told) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_compare_rejects_a_bad_max_bank_gb(tmp_path, capsys, value):
+    rc, _ = _compare_cli(tmp_path / "no-data", "fabric", tmp_path / "cmp", "--max-bank-gb", value)
+    assert rc == 1 and not (tmp_path / "cmp").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"glance-lite: error: --max-bank-gb must be a positive, finite number of GiB; got {float(value)!r}")
+    with pytest.raises(SystemExit) as exc:
+        _compare_cli(tmp_path / "no-data", "fabric", tmp_path / "cmp", "--max-bank-gb", "lots")
+    assert exc.value.code == 2 and "invalid float value: 'lots'" in capsys.readouterr().err
 
 
 def test_compare_help(capsys):
@@ -152,6 +233,8 @@ def test_compare_help(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--category" in text and "--overwrite" in text and "--teacher" in text
+    assert "--max-bank-gb" in text and "(default 2)" in " ".join(text.split())
+    assert DEFAULT_MAX_BYTES == 2 * GIB  # the default the help names
     from importlib.metadata import entry_points
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("glance-lite") == "glance_lite.cli:main"  # the installed command runs main()

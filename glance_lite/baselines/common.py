@@ -3,7 +3,9 @@ ResNet-18 intermediate features, upsampling and Gaussian smoothing of score maps
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,16 +33,47 @@ def single_thread(device: torch.device | str):
         torch.set_num_threads(old)
 
 
+def gib(nbytes: float) -> str:
+    """Bytes -> "1.5 GiB" (3 significant digits, so tiny limits stay readable)."""
+    return f"{nbytes / GIB:.3g} GiB"
+
+
+def max_bank_bytes(max_bank_gb: float) -> int:
+    """The `--max-bank-gb` value (GiB) in bytes; ValueError naming it unless positive and finite."""
+    try:
+        value = float(max_bank_gb)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"--max-bank-gb must be a positive, finite number of GiB; got {max_bank_gb!r}")
+    return max(1, round(value * GIB))
+
+
 def check_bank_size(rows: int, dim: int, limit: int = DEFAULT_MAX_BYTES, what: str = "memory bank",
                     itemsize: int = 4, extra: int = 0) -> int:
     """Bytes of a `(rows, dim)` float bank (+ `extra`); ValueError above `limit`, before it is built."""
     size = rows * dim * itemsize + extra
     if size > limit:
+        more = f" + {gib(extra)} of working copies and statistics" if extra else ""
         raise ValueError(
-            f"the {what} would need {rows:,} x {dim} floats = {size / GIB:.2f} GiB, above the limit of "
-            f"{limit / GIB:.2f} GiB. Use fewer training images (or a smaller grid / image size), or "
-            f"raise the limit (max_bank_bytes) if the machine has the memory.")
+            f"the {what} would need {rows:,} x {dim} floats{more} = {gib(size)}, above the limit of "
+            f"{gib(limit)}. Use fewer training images (or a smaller grid / image size), or raise the "
+            f"limit (--max-bank-gb of glance-lite compare; max_bank_bytes in Python) if the machine "
+            f"has the memory.")
     return size
+
+
+def fill_batches(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int
+                 ) -> torch.Tensor:
+    """`torch.cat([fn(part) for part in images.split(batch)])`, written into one preallocated tensor,
+    so the per-batch results and the whole result never exist at the same time."""
+    out = None
+    for start in range(0, len(images), batch):
+        part = fn(images[start:start + batch])
+        if out is None:
+            out = part.new_empty((len(images), *part.shape[1:]))
+        out[start:start + len(part)] = part
+    return out
 
 
 @torch.no_grad()

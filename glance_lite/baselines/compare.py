@@ -15,11 +15,15 @@ defect kinds from data.DEFECT_KINDS). Writes
     OUT/comparison_settings.json  profile, teacher, seed, device, MFFA-lite sizes, fit times
     OUT/maps.npz                  the baselines' test maps (N,256,256) float16, one key per method
 seconds_per_image is test-time scoring only (fitting and training are in the settings file).
+Every memory bank (local-only, NNS, Gaussian) is sized before anything is trained or written, and a
+bank above `max_bank_gb` (--max-bank-gb) stops the run with its size and the limit.
 """
 from __future__ import annotations
 
 import json
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,8 @@ from ..patches import PatchGrid
 from ..profiles import Profile, get_profile
 from ..teacher import load_teacher
 from ..train import RunError, train
-from .local_only import LocalOnly, load_local_net
+from .common import max_bank_bytes
+from .local_only import LocalOnly, load_local_net, local_bank_bytes
 from .mffa import MFFAConfig, MFFALite, settings_for
 
 METHODS = ("glance", "local_only", "nns", "gaussian", "amc")
@@ -71,11 +76,16 @@ def _train_glance(run_dir: Path, data_root, category: str, prof: Profile, teache
 def compare(data_root: str | Path, category: str, out_dir: str | Path, prof: Profile | str | None = None,
             teacher: str | None = None, seed: int = 0, overwrite: bool = False,
             device: str | torch.device | None = None, progress: bool = True,
-            mffa_config: MFFAConfig | None = None) -> dict:
-    """Run all five methods on `category` and write OUT/comparison.json; returns its content."""
+            mffa_config: MFFAConfig | None = None, max_bank_gb: float | None = None) -> dict:
+    """Run all five methods on `category` and write OUT/comparison.json; returns its content.
+
+    `max_bank_gb` (GiB) limits every memory bank; None keeps the MFFA config's max_bank_bytes (2 GiB).
+    """
     prof = prof if isinstance(prof, Profile) else get_profile(prof)
     teacher = teacher or prof.default_teacher
     cfg = mffa_config or settings_for(prof.name)
+    if max_bank_gb is not None:
+        cfg = replace(cfg, max_bank_bytes=max_bank_bytes(max_bank_gb))
     out_dir = Path(out_dir)
     result_path = out_dir / "comparison.json"
     if result_path.exists() and not overwrite:
@@ -85,6 +95,12 @@ def compare(data_root: str | Path, category: str, out_dir: str | Path, prof: Pro
     # bad data fails here, with the file names, before any training
     train_set = load_mvtec(data_root, category, "train")
     test_set = load_mvtec(data_root, category, "test")
+    # the teacher once (an untrained one is announced here, once), and every bank's size before
+    # anything is trained or written
+    backbone = load_teacher(teacher, prof.teacher_input, seed=seed).backbone
+    mffa = MFFALite(backbone, cfg, seed, dev)
+    local_bank_bytes(len(train_set), PatchGrid(per_side=prof.grid_per_side), cfg.max_bank_bytes)
+    mffa.check_memory(len(train_set), train_set.images.shape[-1])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -93,7 +109,9 @@ def compare(data_root: str | Path, category: str, out_dir: str | Path, prof: Pro
     times: dict[str, float] = {}
     t = time.perf_counter()
     run_dir = out_dir / "glance_run"
-    _train_glance(run_dir, data_root, category, prof, teacher, seed, overwrite, dev, progress)
+    with warnings.catch_warnings():  # train.py loads the same teacher: already announced above
+        warnings.filterwarnings("ignore", message=r"(?s).*UNTRAINED TEACHER")
+        _train_glance(run_dir, data_root, category, prof, teacher, seed, overwrite, dev, progress)
     times["glance_train"] = time.perf_counter() - t
     glance = evaluate(run_dir, data_root, category, out_dir / "glance_eval", device=dev)
 
@@ -107,8 +125,7 @@ def compare(data_root: str | Path, category: str, out_dir: str | Path, prof: Pro
     maps["local_only"] = local.maps(test_set.images)
     secs["local_only"] = time.perf_counter() - t
 
-    backbone = load_teacher(teacher, prof.teacher_input, seed=seed).backbone
-    mffa = MFFALite(backbone, cfg, seed, dev).fit(train_set.images)
+    mffa.fit(train_set.images)
     times.update({f"mffa_fit_{k}": v for k, v in mffa.fit_seconds.items()})
     mffa_maps, mffa_secs = mffa.score(test_set.images)
     maps.update(mffa_maps)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import DEFAULT_MAX_BYTES, check_bank_size, resnet_features, single_thread, upsample
+from .common import (DEFAULT_MAX_BYTES, check_bank_size, fill_batches, resnet_features, single_thread,
+                     upsample)
 
 GAUSS_LAYERS = ("layer1", "layer2", "layer3")
 LAMBDA = 0.01
@@ -71,21 +72,34 @@ class GaussianAD:
         self.shape: tuple[int, int] | None = None
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> selected features `(N, h*w, d)`."""
-        f = gaussian_embed(self.backbone, images, self.layers, self.batch)
-        self.shape = tuple(f.shape[-2:])
-        return f[:, self.select.to(f.device)].flatten(2).transpose(1, 2)
+        """Images -> selected features `(N, h*w, d)`, embedded `batch` images at a time (the full
+        448-d maps never exist for all images at once)."""
+        def selected(part: torch.Tensor) -> torch.Tensor:
+            f = gaussian_embed(self.backbone, part, self.layers, self.batch)
+            self.shape = tuple(f.shape[-2:])
+            return f[:, self.select.to(f.device)].flatten(2).transpose(1, 2)
+        return fill_batches(selected, images, self.batch)
+
+    def _embed_dims(self, image_size: int) -> tuple[int, int, int]:
+        """(dimensions before selection, h, w) of the embedding, from one probe image."""
+        probe = gaussian_embed(self.backbone, torch.zeros(1, 3, image_size, image_size), self.layers, 1)
+        return tuple(probe.shape[1:])
+
+    def bank_bytes(self, n_images: int, image_size: int = 256) -> int:
+        """Size of the training features and statistics; ValueError above `max_bank_bytes`."""
+        full, h, w = self._embed_dims(image_size)
+        d, rows = min(self.dim, full), n_images * h * w
+        # training features (N,P,d); fit_gaussians adds a float64 copy and its centred copy (N,P,d)
+        # and float64 covariances, regularised covariances and Cholesky factors (P,d,d)
+        return check_bank_size(rows, d, self.max_bank_bytes, "Gaussian training features",
+                               extra=2 * rows * d * 8 + 3 * h * w * d * d * 8)
 
     def fit(self, train_images: torch.Tensor) -> "GaussianAD":
         """Train images `(N,3,256,256)` -> mean `(h*w,d)` and Cholesky factors `(h*w,d,d)`."""
-        probe = gaussian_embed(self.backbone, train_images[:1], self.layers, 1)
-        full, h, w = probe.shape[1:]
-        d = min(self.dim, full)
-        # training features (N,P,d) plus float64 covariances and Cholesky factors (P,d,d)
-        check_bank_size(len(train_images) * h * w, d, self.max_bank_bytes,
-                        "Gaussian training features", extra=3 * h * w * d * d * 8)
-        g = torch.Generator().manual_seed(self.seed)
-        self.select = torch.randperm(full, generator=g)[:d].sort().values  # random feature selection
+        self.bank_bytes(len(train_images), train_images.shape[-1])
+        full = self._embed_dims(train_images.shape[-1])[0]
+        g = torch.Generator().manual_seed(self.seed)  # random feature selection:
+        self.select = torch.randperm(full, generator=g)[:min(self.dim, full)].sort().values
         self.mean, self.chol = fit_gaussians(self._features(train_images), self.lam)
         return self
 

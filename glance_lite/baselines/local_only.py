@@ -23,7 +23,7 @@ import torch
 
 from .. import checkpoint
 from ..idw import idw_maps
-from ..local_net import LocalNet
+from ..local_net import FEATURE_DIM, LocalNet
 from ..patches import PatchGrid
 from ..teacher import normalize
 from .common import DEFAULT_MAX_BYTES, check_bank_size, nearest_distances
@@ -37,6 +37,13 @@ def load_local_net(path: str | Path) -> LocalNet:
     net = LocalNet()
     checkpoint.load_state(net, ck["models"]["local_net"], path, "Local-Net")
     return net.eval().requires_grad_(False)
+
+
+def local_bank_bytes(n_images: int, grid: PatchGrid, max_bank_bytes: int = DEFAULT_MAX_BYTES,
+                     dim: int = FEATURE_DIM) -> int:
+    """Size of the memory bank `(n_images*K*K, dim)`; ValueError above `max_bank_bytes`.
+    Needs no Local-Net, so `compare` checks it before training one."""
+    return check_bank_size(n_images * grid.n_patches, dim, max_bank_bytes, "local-only memory bank")
 
 
 class LocalOnly:
@@ -65,8 +72,7 @@ class LocalOnly:
 
     def fit(self, train_images: torch.Tensor) -> "LocalOnly":
         """Build the memory bank `(N_train*K*K, 128)` from training images `(N,3,256,256)`."""
-        check_bank_size(len(train_images) * self.grid.n_patches, self.net.conv4.out_channels,
-                        self.max_bank_bytes, "local-only memory bank")
+        local_bank_bytes(len(train_images), self.grid, self.max_bank_bytes, self.net.conv4.out_channels)
         self.bank = self.embed(train_images).flatten(0, 1)
         return self
 

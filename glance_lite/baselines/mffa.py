@@ -78,16 +78,21 @@ class MFFALite:
         self.source, self.cfg, self.seed, self.device = backbone, config, seed, torch.device(device)
         self.psg_losses: list[float] = []
         self.fit_seconds: dict[str, float] = {}
+        c = config
+        self.nns = NNS(backbone.to(self.device), c.coreset_ratio, c.proj_dim, c.max_bank_bytes, seed, c.batch)
+        self.gauss = GaussianAD(backbone, c.gauss_dim, c.lam, max_bank_bytes=c.max_bank_bytes, seed=seed,
+                                batch=c.batch)
+
+    def check_memory(self, n_images: int, image_size: int = 256) -> None:
+        """ValueError (before anything is built) if the NNS or Gaussian bank of `n_images` training
+        images would exceed `config.max_bank_bytes`."""
+        self.nns.bank_bytes(n_images, image_size)
+        self.gauss.bank_bytes(n_images, image_size)
 
     def fit(self, train_images: torch.Tensor) -> "MFFALite":
         """PSG fine-tuning, coreset bank, per-position Gaussians and AMC statistics from `(N,3,256,256)`."""
         c, t0 = self.cfg, time.perf_counter()
-        self.nns = NNS(self.source.to(self.device), c.coreset_ratio, c.proj_dim, c.max_bank_bytes,
-                       self.seed, c.batch)
-        self.gauss = GaussianAD(self.source, c.gauss_dim, c.lam, max_bank_bytes=c.max_bank_bytes,
-                                seed=self.seed, batch=c.batch)
-        # size checks first: fail before minutes of fine-tuning
-        self.nns.bank_bytes(len(train_images), train_images.shape[-1])
+        self.check_memory(len(train_images), train_images.shape[-1])  # fail before minutes of fine-tuning
         net = psg_finetune(self.source, train_images, c.psg_steps, c.psg_batch, c.psg_lr, self.seed,
                            self.device, log=self.psg_losses)
         self.nns.backbone = self.gauss.backbone = net

@@ -12,7 +12,8 @@
                   upsampled bilinearly to `(N,256,256)` (smoothing is left to the caller).
 
 The full feature matrix is the one big allocation, so its size is computed from the layer
-shapes and checked against `max_bank_bytes` before anything is extracted.
+shapes and checked against `max_bank_bytes` before anything is extracted; it is filled `batch`
+images at a time, so the per-layer maps never exist for all training images at once.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (DEFAULT_MAX_BYTES, check_bank_size, nearest_distances, resnet_features,
+from .common import (DEFAULT_MAX_BYTES, check_bank_size, fill_batches, nearest_distances, resnet_features,
                      single_thread, upsample)
 
 NNS_LAYERS = ("layer2", "layer3")
@@ -88,8 +89,8 @@ class NNS:
     def fit(self, train_images: torch.Tensor) -> "NNS":
         """Train images `(N,3,256,256)` -> coreset bank `(~ratio*N*32*32, 384)`."""
         self.bank_bytes(len(train_images), train_images.shape[-1])
-        feats = nns_embed(self.backbone, train_images, self.batch)
-        feats = feats.permute(0, 2, 3, 1).flatten(0, 2)  # (N*h*w, D)
+        feats = fill_batches(lambda part: nns_embed(self.backbone, part, self.batch).permute(0, 2, 3, 1),
+                             train_images, self.batch).flatten(0, 2)  # (N*h*w, D)
         n = max(1, round(self.coreset_ratio * feats.shape[0]))
         idx = greedy_coreset(random_projection(feats, self.proj_dim, self.seed), n, seed=self.seed)
         self.bank = feats[idx.to(feats.device)].clone()
