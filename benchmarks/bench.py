@@ -17,6 +17,7 @@ import platform
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,62 @@ def bench_training(dev, quick, res):
     res["global_it_per_s_b64"] = n / timeit(lambda: [global_it() for _ in range(n)], dev, repeat=1)
 
 
+# A Colab T4's sustained float32 rate on these small convolutions, as an assumed range: its
+# peak is 8.1 TFLOP/s; small-batch training reaches roughly a quarter to a half of it.
+T4_TFLOPS = (2.0, 4.0)
+
+
+def step_flops(fn) -> int:
+    """FLOPs of one training step, forward and backward (counted on the CPU)."""
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def bench_colab_estimate(res):
+    """How long the `colab` profile takes for one synthetic category on a T4, estimated.
+
+    FLOPs are counted, not guessed: one step of each phase at the profile's batch sizes and
+    teacher input, times its number of steps, plus the executed FLOPs of the test set's maps.
+    Only the T4's sustained rate (T4_TFLOPS) is assumed; data loading is not included.
+    """
+    from glance_lite.data.synthetic import CATEGORY_DEFECTS
+    from glance_lite.profiles import get_profile
+
+    prof = get_profile("colab")
+    torch.manual_seed(0)
+    L, D, G, H = LocalNet(), Decoder(), GlobalNet(), DADHead()
+    with warnings.catch_warnings():  # the untrained-teacher warning: only FLOPs are counted here
+        warnings.simplefilter("ignore")
+        teacher = load_teacher("random", prof.teacher_input)
+
+    def distill(b):
+        p = torch.rand(b, 3, 33, 33)
+        z = L(p)
+        local_loss(D(z), teacher(p), z)[0].backward()
+
+    def train(b):
+        tl = random_top_left(b, 256, 33)
+        im = torch.rand(b, 3, 256, 256)
+        with torch.no_grad():
+            zl, zn = L(crop(im, tl.unsqueeze(1), 33)[:, 0]), L(torch.rand(b, 3, 33, 33))
+        zg = G(im, hole_masks(tl, 256, 33))
+        real = torch.rand(b) < 0.5
+        joint_loss(zl, zg, H.logits(torch.where(real[:, None], zl, zn), zg), real)[0].backward()
+
+    syn = dict(prof.synthetic)
+    n_test = syn["n_test_good"] + syn["n_test_per_defect"] * max(len(d) for d in CATEGORY_DEFECTS.values())
+    phases = {
+        "distill": prof.distill_steps * step_flops(lambda: distill(prof.distill_batch)),
+        "finetune": prof.finetune_steps * step_flops(lambda: distill(prof.finetune_batch)),
+        "train": prof.train_steps * step_flops(lambda: train(prof.train_batch)),
+        "evaluate": n_test * res["flops_per_map_executed"],
+    }
+    total = sum(phases.values())
+    res["colab_profile_tflop"] = {k: v / 1e12 for k, v in phases.items()}
+    res["colab_t4_minutes_estimate"] = [total / (r * 1e12) / 60 for r in reversed(T4_TFLOPS)]
+
+
 def bench_pro(quick, res):
     """4: exact AUPRO on 1725 maps of 256x256 vs the per-threshold reference on a subset."""
     rng = np.random.default_rng(0)
@@ -224,6 +281,7 @@ def main(argv=None):
     bench_maps(dev, args.quick, res)
     bench_training(dev, args.quick, res)
     bench_pro(args.quick, res)
+    bench_colab_estimate(res)
     res["benchmark_seconds"] = time.perf_counter() - t0
     rows = [
         ("machine", res["machine"]), ("device", res["device"]), ("torch", f"{res['torch']} ({res['threads']} threads)"),
@@ -243,6 +301,10 @@ def main(argv=None):
     for key in ("bf16", "fp16"):
         if f"map_images_per_s_{key}" in res:
             rows.append((f"score maps {key} images/s", f"{res[f'map_images_per_s_{key}']:.1f} (s_IAD rel. err {res[f's_iad_rel_err_{key}']:.1e})"))
+    tf = res["colab_profile_tflop"]
+    lo, hi = res["colab_t4_minutes_estimate"]
+    rows.append(("colab profile, one category: TFLOP", " + ".join(f"{k} {v:.0f}" for k, v in tf.items())))
+    rows.append((f"  -> T4 minutes at {T4_TFLOPS[1]:.0f}..{T4_TFLOPS[0]:.0f} TFLOP/s (assumed)", f"{lo:.1f} .. {hi:.1f}"))
     rows.append(("benchmark wall time (s)", f"{res['benchmark_seconds']:.0f}"))
     width = max(len(r[0]) for r in rows)
     print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))

@@ -7,7 +7,6 @@ same HTML. Skipped with a reason when jupyter-book is not installed (`pip instal
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

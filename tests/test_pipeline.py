@@ -1,6 +1,5 @@
 """Training, resuming, checkpoints, evaluation and the CLI contract, on the smoke profile."""
 import json
-import pickle
 
 import pytest
 import torch
