@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from .fast_global import gather_windows
 from .local_net import PATCH_SIZE, LocalNet
 
 POOL = 2  # the 2x2/2 max-pool between conv1 and conv2 (Tab. 1)
@@ -49,3 +50,28 @@ def local_head(net: LocalNet, windows: torch.Tensor) -> torch.Tensor:
     x = net.pool2(windows)
     x = net.lrelu3(net.conv3(x))
     return net.lrelu4(net.conv4(x)).flatten(1)
+
+
+def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Tensor,
+                        patch_size: int = PATCH_SIZE, chunk: int = 400) -> torch.Tensor:
+    """Z_l of every patch: normalised images `(N,3,S,S)`, corners `(K2,2)` -> `(N,K2,128)`.
+
+    Dense (trunk once per image, then crops) when `aligned(top_left)`, else patch by patch.
+    chunk: patches per forward pass of the per-patch layers; the trunk is held for
+    max(1, chunk // K2) images at a time.
+    """
+    net.to(memory_format=torch.channels_last)
+    n, k2 = images.shape[0], top_left.shape[0]
+    top_left = top_left.to(images.device)
+    dense = aligned(top_left, patch_size)
+    offs = torch.arange(conv2_side(patch_size) if dense else patch_size, device=images.device)
+    pos = top_left // POOL if dense else top_left
+    out = []
+    for block in images.split(max(1, chunk // k2)):
+        src = local_trunk(net, block.contiguous(memory_format=torch.channels_last)) if dense else block
+        for pairs in torch.arange(len(block) * k2, device=images.device).split(chunk):
+            img_idx, tl = pairs // k2, pos[pairs % k2]
+            win = gather_windows(src, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
+            win = win.contiguous(memory_format=torch.channels_last)
+            out.append(local_head(net, win) if dense else net(win))
+    return torch.cat(out).view(n, k2, -1)

@@ -28,8 +28,8 @@ from functools import lru_cache
 
 import torch
 
-from .fast_global import gather_windows, global_features_holes, layer0_pooled
-from .fast_local import aligned, conv2_side, local_head, local_trunk
+from .fast_global import global_features_holes, layer0_pooled
+from .fast_local import grid_local_features
 from .global_net import GlobalNet
 from .heads import DADHead, dad_score, iad_score
 from .idw import idw_maps
@@ -93,36 +93,16 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
     device = torch.device(device) if device is not None else next(global_net.parameters()).device
     n, k2 = images.shape[0], grid.n_patches
     masks, plan = _grid_masks_and_plan(grid, str(device))
-    top_left = grid.top_left.to(device)
-    dense = aligned(top_left, grid.patch_size)  # Local-Net once per image (fast_local.py)
-    side = conv2_side() if dense else grid.patch_size
-    offs = torch.arange(side, device=device)
-    local_net.to(memory_format=torch.channels_last)
-    z_l = torch.empty(n * k2, local_net.conv4.out_channels)
-    z_g = torch.empty_like(z_l)
+    z_g = torch.empty(n * k2, global_net.pconv4.out_channels)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-    per_block = max(1, chunk // k2)  # images whose Local-Net trunk is held at once
     with autocast:
         imgs = normalize(images.to(device))
+        z_l = grid_local_features(local_net, imgs, grid.top_left, grid.patch_size, chunk).float().cpu()
         base = layer0_pooled(global_net, imgs)[0]
-        for i0 in range(0, n, per_block):
-            i1 = min(n, i0 + per_block)
-            if dense:
-                trunk = local_trunk(local_net, imgs[i0:i1].contiguous(memory_format=torch.channels_last))
-            for start in range(i0 * k2, i1 * k2, chunk):
-                pairs = torch.arange(start, min(start + chunk, i1 * k2), device=device)
-                img_idx, hole_idx = pairs // k2, pairs % k2
-                tl = top_left[hole_idx]
-                if dense:  # crop each patch's conv2 output from the shared trunk
-                    win = gather_windows(trunk, img_idx - i0, tl[:, :1] // 2 + offs, tl[:, 1:] // 2 + offs)
-                    zl = local_head(local_net, win.contiguous(memory_format=torch.channels_last))
-                else:
-                    patches = gather_windows(imgs, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
-                    zl = local_net(patches.contiguous(memory_format=torch.channels_last))
-                z_l[start:start + len(pairs)] = zl.float().cpu()
-                z_g[start:start + len(pairs)] = global_features_holes(
-                    global_net, imgs, img_idx, hole_idx, grid, masks, plan, base).float().cpu()
-    return z_l.view(n, k2, -1), z_g.view(n, k2, -1)
+        for pairs in torch.arange(n * k2, device=device).split(chunk):
+            z_g[pairs.cpu()] = global_features_holes(
+                global_net, imgs, pairs // k2, pairs % k2, grid, masks, plan, base).float().cpu()
+    return z_l, z_g.view(n, k2, -1)
 
 
 @torch.inference_mode()

@@ -59,3 +59,18 @@ def test_patch_features_blocks_of_images_match_one_at_a_time():
     a = patch_features(L, G, imgs, grid, chunk=16)   # one image per block
     b = patch_features(L, G, imgs, grid, chunk=48)   # three images per block
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("align", [2, 1])
+def test_local_only_features_are_local_net_on_each_crop(align):
+    """The local-only baseline embeds through grid_local_features: same Z_l as crop-by-crop."""
+    from glance_lite.baselines.local_only import LocalOnly
+    from glance_lite.teacher import normalize
+    torch.manual_seed(4)
+    net = LocalNet().eval()
+    grid = PatchGrid(per_side=5, align=align)
+    imgs = torch.rand(3, 3, 256, 256)
+    z = LocalOnly(net, grid, chunk=30).embed(imgs)  # chunk < 25 patches x 3 images
+    with torch.no_grad():
+        ref = net(grid.patches(normalize(imgs)).flatten(0, 1)).view(3, 25, -1)
+    assert torch.allclose(z, ref, atol=1e-5)

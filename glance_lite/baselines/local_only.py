@@ -23,6 +23,7 @@ import torch
 
 from .. import checkpoint
 from ..idw import idw_maps
+from ..fast_local import grid_local_features
 from ..local_net import FEATURE_DIM, LocalNet
 from ..patches import PatchGrid
 from ..teacher import normalize
@@ -63,11 +64,9 @@ class LocalOnly:
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(N,3,256,256)` in [0,1] -> Local-Net features of all grid patches `(N,K*K,128)`."""
-        feats = []
-        for img in images.split(max(1, self.chunk // self.grid.n_patches)):
-            p = self.grid.patches(img.to(self.device)).flatten(0, 1)  # (n*K*K,3,33,33)
-            z = torch.cat([self.net(normalize(c)) for c in p.split(self.chunk)])
-            feats.append(z.view(img.shape[0], self.grid.n_patches, -1))
+        feats = [grid_local_features(self.net, normalize(img.to(self.device)), self.grid.top_left,
+                                     self.grid.patch_size, self.chunk)
+                 for img in images.split(max(1, self.chunk // self.grid.n_patches))]
         return torch.cat(feats)
 
     def fit(self, train_images: torch.Tensor) -> "LocalOnly":
