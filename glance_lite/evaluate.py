@@ -69,11 +69,12 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     seconds = time.perf_counter() - t0
     result = metrics_for(scores, split, lambda_s, prof.idw_power)
     result.update({"category": category, "lambda_s": lambda_s, "grid_per_side": grid.per_side,
+                   "grid_align": grid.align,
                    "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),
                    "device": str(dev), "teacher": config.get("teacher"), "profile": prof.name})
     np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
                         labels=split.labels.numpy(), defects=np.array(split.defects),
-                        paths=np.array(split.paths))
+                        paths=np.array(split.paths), grid_align=grid.align)
     np.savez_compressed(out_dir / "maps.npz",
                         maps_iad=idw_maps(scores.s_iad, grid, prof.idw_power).numpy().astype(np.float16),
                         maps_dad=idw_maps(scores.s_dad, grid, prof.idw_power).numpy().astype(np.float16))
@@ -89,9 +90,14 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
 
 
 def load_scores(eval_dir: str | Path, grid: PatchGrid | None = None) -> tuple[PatchScores, dict]:
-    """Read OUT/scores.npz back -> (PatchScores, {"labels", "defects", "paths"})."""
+    """Read OUT/scores.npz back -> (PatchScores, {"labels", "defects", "paths"}).
+
+    The grid is rebuilt from the stored scores (K from their number, `align` as stored; files
+    written before `align` existed used the unaligned grid, align = 1).
+    """
     z = np.load(Path(eval_dir) / "scores.npz")
     k = int(round(z["s_iad"].shape[1] ** 0.5))
-    grid = grid or PatchGrid(per_side=k)
+    align = int(z["grid_align"]) if "grid_align" in z.files else 1
+    grid = grid or PatchGrid(per_side=k, align=align)
     meta = {"labels": z["labels"], "defects": list(z["defects"]), "paths": list(z["paths"])}
     return PatchScores(torch.from_numpy(z["s_iad"]), torch.from_numpy(z["s_dad"]), grid), meta

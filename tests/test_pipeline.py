@@ -153,6 +153,12 @@ def test_evaluate_writes_metrics_and_rescorable_scores(trained, synth_root, cate
     assert 0.0 <= saved["pro"] <= 1.0 and saved["per_defect"]
     scores, meta = load_scores(tmp_path / "ev")
     assert scores.s_iad.shape[0] == len(meta["labels"]) == m["n_images"]
+    assert scores.grid.align == saved["grid_align"] == 2  # the grid the scores were computed on
+    # re-scoring from the stored s_IAD / s_DAD reproduces the stored metrics
+    from glance_lite.evaluate import metrics_for
+    from glance_lite.data import load_mvtec
+    again = metrics_for(scores, load_mvtec(synth_root, category, "test"), saved["lambda_s"], 5.0)
+    assert again["pro"] == pytest.approx(saved["pro"], abs=1e-6)
     assert (tmp_path / "ev" / "figure.png").stat().st_size > 1000
 
 
