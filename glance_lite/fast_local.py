@@ -33,6 +33,13 @@ def aligned(top_left: torch.Tensor, patch_size: int = PATCH_SIZE) -> bool:
     return patch_size == PATCH_SIZE and bool((top_left % POOL == 0).all())
 
 
+def dense_pays(n_patches: int, image_size: int, patch_size: int = PATCH_SIZE) -> bool:
+    """True when conv2 over the whole image costs less than conv2 on every patch: its output
+    area, 123^2 for 256x256 images, against n_patches * 11^2 (about 125 patches or more)."""
+    trunk = (image_size - 2) // POOL - 4
+    return n_patches * conv2_side(patch_size) ** 2 > trunk ** 2
+
+
 def local_trunk(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
     """conv1 -> pool1 -> conv2 of Tab. 1 over whole images: `(N,3,S,S)` normalised ->
     `(N,256,(S-2)//2-4,(S-2)//2-4)`, i.e. `(N,256,123,123)` for S = 256."""
@@ -56,14 +63,15 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
                         patch_size: int = PATCH_SIZE, chunk: int = 400) -> torch.Tensor:
     """Z_l of every patch: normalised images `(N,3,S,S)`, corners `(K2,2)` -> `(N,K2,128)`.
 
-    Dense (trunk once per image, then crops) when `aligned(top_left)`, else patch by patch.
+    Dense (trunk once per image, then crops) when `aligned(top_left)` and `dense_pays` (the
+    default 20x20 grid), else patch by patch; both give the same features.
     chunk: patches per forward pass of the per-patch layers; the trunk is held for
     max(1, chunk // K2) images at a time.
     """
     net.to(memory_format=torch.channels_last)
     n, k2 = images.shape[0], top_left.shape[0]
     top_left = top_left.to(images.device)
-    dense = aligned(top_left, patch_size)
+    dense = aligned(top_left, patch_size) and dense_pays(k2, images.shape[-1], patch_size)
     offs = torch.arange(conv2_side(patch_size) if dense else patch_size, device=images.device)
     pos = top_left // POOL if dense else top_left
     out = []

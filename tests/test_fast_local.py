@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from glance_lite import GlobalNet, LocalNet, PatchGrid
-from glance_lite.fast_local import aligned, conv2_side, local_head, local_trunk
+import glance_lite.fast_local as fast_local
+from glance_lite.fast_local import aligned, conv2_side, dense_pays, local_head, local_trunk
 from glance_lite.fast_global import gather_windows
 from glance_lite.scoring import patch_features, patch_features_naive
 
@@ -41,36 +42,53 @@ def test_aligned_detects_the_grids():
     assert not aligned(PatchGrid(per_side=3, patch_size=17).top_left, 17)  # not Local-Net's patch size
 
 
-@pytest.mark.parametrize("grid", [PatchGrid(per_side=6), PatchGrid(per_side=6, align=1)])
-def test_patch_features_match_naive_on_both_paths(grid):
+def test_dense_path_only_where_it_pays():
+    assert dense_pays(400, 256) and dense_pays(144, 256)  # the 20x20 and 12x12 grids
+    assert not dense_pays(36, 256)  # 6x6 (smoke profile): conv2 on 36 patches is cheaper
+
+
+@pytest.fixture
+def trunk_calls(monkeypatch):
+    calls = []
+    real = fast_local.local_trunk
+    monkeypatch.setattr(fast_local, "local_trunk", lambda net, x: calls.append(len(x)) or real(net, x))
+    return calls
+
+
+@pytest.mark.parametrize("grid, dense", [(PatchGrid(per_side=12), True), (PatchGrid(per_side=12, align=1), False),
+                                         (PatchGrid(per_side=5), False)])
+def test_patch_features_match_naive_on_both_paths(grid, dense, trunk_calls):
     torch.manual_seed(2)
     L, G = LocalNet().eval(), GlobalNet().eval()
     imgs = torch.rand(2, 3, 256, 256)
-    zl, zg = patch_features(L, G, imgs, grid, chunk=10)  # chunks smaller than an image's 36 patches
+    zl, zg = patch_features(L, G, imgs, grid, chunk=50)  # chunks smaller than an image's patches
+    assert bool(trunk_calls) == dense
     rl, rg = patch_features_naive(L, G, imgs, grid)
     assert torch.allclose(zl, rl, atol=1e-5) and torch.allclose(zg, rg, atol=1e-5)
 
 
-def test_patch_features_blocks_of_images_match_one_at_a_time():
+def test_patch_features_blocks_of_images_match_one_at_a_time(trunk_calls):
     torch.manual_seed(3)
     L, G = LocalNet().eval(), GlobalNet().eval()
     imgs = torch.rand(3, 3, 256, 256)
-    grid = PatchGrid(per_side=4)
-    a = patch_features(L, G, imgs, grid, chunk=16)   # one image per block
-    b = patch_features(L, G, imgs, grid, chunk=48)   # three images per block
+    grid = PatchGrid(per_side=12)
+    a = patch_features(L, G, imgs, grid, chunk=150)   # one image per block
+    b = patch_features(L, G, imgs, grid, chunk=450)   # three images per block
+    assert trunk_calls == [1, 1, 1, 3]
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("align", [2, 1])
-def test_local_only_features_are_local_net_on_each_crop(align):
+def test_local_only_features_are_local_net_on_each_crop(align, trunk_calls):
     """The local-only baseline embeds through grid_local_features: same Z_l as crop-by-crop."""
     from glance_lite.baselines.local_only import LocalOnly
     from glance_lite.teacher import normalize
     torch.manual_seed(4)
     net = LocalNet().eval()
-    grid = PatchGrid(per_side=5, align=align)
+    grid = PatchGrid(per_side=12, align=align)
     imgs = torch.rand(3, 3, 256, 256)
-    z = LocalOnly(net, grid, chunk=30).embed(imgs)  # chunk < 25 patches x 3 images
+    z = LocalOnly(net, grid, chunk=100).embed(imgs)  # chunk < 144 patches of an image
+    assert bool(trunk_calls) == (align == 2)
     with torch.no_grad():
-        ref = net(grid.patches(normalize(imgs)).flatten(0, 1)).view(3, 25, -1)
+        ref = net(grid.patches(normalize(imgs)).flatten(0, 1)).view(3, 144, -1)
     assert torch.allclose(z, ref, atol=1e-5)
