@@ -103,7 +103,7 @@ def bench_maps(dev, quick, res):
     res["flops_per_map_nominal"] = nominal
 
     with torch.inference_mode():
-        chunk = 200 if dev.type == "cpu" else 1600
+        chunk = 48 if dev.type == "cpu" else 1600
         t_fast = timeit(lambda: patch_features(L, G, imgs, grid, chunk=chunk), dev, repeat=2 if quick else 3)
         executed = flops_of(lambda: patch_features(L, G, imgs[:1], grid, chunk=chunk))
         with PeakRSS() as mem:

@@ -35,7 +35,7 @@ def _writable(out_dir: Path) -> None:
         raise ValueError(f"cannot write to output folder {out_dir}: {err}") from err
 
 
-def score_split(model: Glance, split: MVTecSplit, grid: PatchGrid, chunk: int = 200,
+def score_split(model: Glance, split: MVTecSplit, grid: PatchGrid, chunk: int = 48,
                 batch_images: int = 8, amp_dtype: torch.dtype | None = None) -> PatchScores:
     """PatchScores for every image of a split, a few images at a time (bounded memory)."""
     parts = [model.score(split.images[i:i + batch_images], grid, chunk, amp_dtype)

@@ -28,7 +28,7 @@ class Glance(nn.Module):
         self.global_net = GlobalNet()
         self.head = DADHead()
 
-    def score(self, images: torch.Tensor, grid: PatchGrid = PatchGrid(), chunk: int = 200,
+    def score(self, images: torch.Tensor, grid: PatchGrid = PatchGrid(), chunk: int = 48,
               amp_dtype: torch.dtype | None = None) -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)`."""
         return score_patches(self.local_net, self.global_net, self.head, images, grid, chunk, amp_dtype)

@@ -42,7 +42,7 @@ class Profile:
     lambda_t: float = 0.01
     lambda_s: float = 0.8
     idw_power: float = 5.0
-    score_chunk: int = 200      # (image, patch) pairs per scoring batch
+    score_chunk: int = 48       # (image, patch) pairs per scoring batch (CPU caches like ~50)
     synthetic: tuple = (("n_train", 60), ("n_test_good", 8), ("n_test_per_defect", 6))
 
     def to_dict(self) -> dict:
@@ -56,7 +56,7 @@ PROFILES = {
                      synthetic=(("n_train", 6), ("n_test_good", 2), ("n_test_per_defect", 1))),
     "cpu": Profile("cpu", distill_steps=150, distill_batch=32, finetune_steps=150, finetune_batch=16,
                    train_steps=600, train_batch=16, grid_per_side=20, checkpoint_every=50,
-                   score_chunk=100, lr_global=5e-4, lr_head=1e-3),
+                   score_chunk=48, lr_global=5e-4, lr_head=1e-3),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
                      finetune_batch=16, train_steps=8000, train_batch=64, teacher_input=112,
                      distill_source="flowers102", checkpoint_every=500, score_chunk=400,
