@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help=f"where the synthetic set goes (default {DEFAULT_DATA}, or "
                                                 f"{DEFAULT_DATA}-PROFILE for profiles with another dataset size)")
     p.add_argument("--category", default=None, help="synthetic category (default: all)")
-    p.add_argument("--out", default="runs/demo", help="folder for runs and evaluations (default runs/demo)")
+    p.add_argument("--out", default=None, help="folder for runs and evaluations (default runs/demo-PROFILE, "
+                                               "so runs of different profiles never collide)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if runs exist")
     _add_common(p)
 
@@ -141,16 +142,17 @@ def run(argv: list[str] | None = None) -> int:
         teacher = _teacher_for(args, prof)
         cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
         root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed)
+        out = Path(args.out or f"runs/demo-{prof.name}")
         rows = {}
         for cat in cats:
-            run_dir, ev = Path(args.out) / cat / "run", Path(args.out) / cat / "eval"
+            run_dir, ev = out / cat / "run", out / cat / "eval"
             t = time.perf_counter()
             train(run_dir, root, cat, prof, teacher, args.seed, resume=not args.overwrite,
                   overwrite=args.overwrite, device=args.device)
             rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
             print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
         print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
-        (Path(args.out) / "summary.json").write_text(json.dumps(rows, indent=2))
+        (out / "summary.json").write_text(json.dumps(rows, indent=2))
         return 0
 
     if args.command == "compare":

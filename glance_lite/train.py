@@ -120,6 +120,11 @@ def _truncate_log(log: Path, phase: str, step: int) -> None:
     log.write_text("".join(ln + "\n" for ln in keep))
 
 
+def _brief(value) -> str:
+    """A config value for an error message: a profile by its name, anything else as is."""
+    return repr(value["name"]) if isinstance(value, dict) and "name" in value else repr(value)
+
+
 def train(run_dir: str | Path, data_root: str | Path, category: str, profile: str | Profile | None = None,
           teacher: str | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
@@ -142,7 +147,9 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
         old = json.loads(cfg_path.read_text())
         diff = [k for k in ("category", "profile", "teacher", "seed") if old.get(k) != config[k]]
         if diff:
-            raise RunError(f"cannot resume {run_dir}: its {', '.join(diff)} differ from this call's")
+            was = ", ".join(f"{k} {_brief(old.get(k))} (this call: {_brief(config[k])})" for k in diff)
+            raise RunError(f"cannot resume {run_dir}: it was trained with {was}; pass --overwrite "
+                           f"to retrain it, or choose another output folder")
     if (run_dir / "glance.pt").exists() and resume:
         return run_dir / "glance.pt"
 

@@ -72,8 +72,19 @@ def test_resume_refuses_a_different_config(synth_root, category, trained, tmp_pa
 
     with pytest.raises(Interrupt):
         train(run, synth_root, category, "smoke", "random", seed=1, progress=False, on_step=stop)
-    with pytest.raises(RunError, match="seed"):
+    with pytest.raises(RunError, match=r"seed 1 \(this call: 5\); pass --overwrite"):
         train(run, synth_root, category, "smoke", "random", seed=5, progress=False, resume=True)
+    with pytest.raises(RunError, match=r"profile 'smoke' \(this call: 'cpu'\)"):
+        train(run, synth_root, category, "cpu", "random", seed=1, progress=False, resume=True)
+
+
+def test_demo_keeps_runs_of_different_profiles_apart(synth_root, category, tmp_path, monkeypatch):
+    """`demo` without --out writes runs/demo-PROFILE, so a later demo in another profile does
+    not trip over (or resume) the first one's runs."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--profile", "smoke", "--category", category, "--data", str(synth_root)]) == 0
+    assert (tmp_path / "runs" / "demo-smoke" / category / "eval" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "demo-smoke" / "summary.json").is_file()
 
 
 def test_checkpoint_write_failure_keeps_the_previous_one(tmp_path, monkeypatch):
