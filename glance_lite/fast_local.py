@@ -72,14 +72,13 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
     n, k2 = images.shape[0], top_left.shape[0]
     top_left = top_left.to(images.device)
     dense = aligned(top_left, patch_size) and dense_pays(k2, images.shape[-1], patch_size)
-    offs = torch.arange(conv2_side(patch_size) if dense else patch_size, device=images.device)
+    side = conv2_side(patch_size) if dense else patch_size
     pos = top_left // POOL if dense else top_left
     out = []
     for block in images.split(max(1, chunk // k2)):
         src = local_trunk(net, block.contiguous(memory_format=torch.channels_last)) if dense else block
         for pairs in torch.arange(len(block) * k2, device=images.device).split(chunk):
-            img_idx, tl = pairs // k2, pos[pairs % k2]
-            win = gather_windows(src, img_idx, tl[:, :1] + offs, tl[:, 1:] + offs)
+            win = gather_windows(src, pairs // k2, pos[pairs % k2], side)
             win = win.contiguous(memory_format=torch.channels_last)
             out.append(local_head(net, win) if dense else net(win))
     return torch.cat(out).view(n, k2, -1)

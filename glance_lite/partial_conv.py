@@ -58,7 +58,8 @@ class PartialConv2d(nn.Conv2d):
 
     forward(x, mask) with x (B,C,H,W) and mask (B|1,1,H,W) in {0,1} returns (y, new_mask):
     y (B,C',h,w) and new_mask (B|1,1,h,w). Pixels under mask 0 never influence y: they are
-    zeroed before the convolution (with `masked_fill`, so even NaN or inf there cannot leak).
+    zeroed before the convolution (selected away with `torch.where`, so even NaN or inf there
+    cannot leak).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -74,9 +75,11 @@ class PartialConv2d(nn.Conv2d):
             )
         if step is None:
             step = mask_step(mask, self.kernel_size[0], self.stride[0])
-        x = x.masked_fill(mask == 0, 0.0)
+        x = torch.where(mask == 0, 0.0, x)  # unlike masked_fill, keeps a channels_last layout
         y = F.conv2d(x, self.weight, None, self.stride)
         y = y * step.scale.to(y.dtype)
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1) * step.mask.to(y.dtype)
+            # = y + b * mask (y is 0 where the mask is 0), written so that a channels_last y
+            # stays channels_last
+            y = (y + self.bias.view(1, -1, 1, 1)) * step.mask.to(y.dtype)
         return y, step.mask

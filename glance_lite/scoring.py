@@ -14,8 +14,8 @@ Local-Net passes (~133 GFLOP done naively). `patch_features` therefore
   * runs all (image, patch) pairs as flat batches, chunked to bound memory,
   * computes the mask half of every partial convolution once per grid (`GlobalNet.mask_plan`)
     and reuses it for every image,
-  * computes Global-Net's first layer once per image and only a window of it per hole
-    (`fast_global.py`), which removes most of Global-Net's FLOPs,
+  * computes Global-Net's layers 0 to 1_2 once per image and only the 9x9 window of layer 1_2
+    that a hole can change per hole (`fast_global.py`),
   * runs Local-Net's expensive layers once over each whole image and crops every patch's part
     from it (`fast_local.py`; the grid's corners are even for this), the rest on all patches of
     a chunk at once (channels_last), under `torch.inference_mode`.
@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import torch
 
-from .fast_global import global_features_holes, layer0_pooled
+from .fast_global import global_features_holes, hole_free_front
 from .fast_local import grid_local_features
 from .global_net import GlobalNet
 from .heads import DADHead, dad_score, iad_score
@@ -65,9 +65,9 @@ class PatchScores:
 
 
 @lru_cache(maxsize=4)
-def _grid_masks_and_plan(grid: PatchGrid, device: str) -> tuple[torch.Tensor, list[MaskStep]]:
-    masks = grid.masks(device)
-    return masks, GlobalNet.mask_plan(masks)
+def _grid_plan(grid: PatchGrid, device: str) -> list[MaskStep]:
+    """`GlobalNet.mask_plan` of the grid's hole masks, computed once per grid and device."""
+    return GlobalNet.mask_plan(grid.masks(device))
 
 
 def _check_images(images: torch.Tensor, grid: PatchGrid) -> None:
@@ -86,23 +86,24 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
 
     chunk: (image, patch) pairs per forward pass; memory grows linearly with it (about 0.5 MB
     per pair in float32). On a CPU about 50 is fastest (the working set stays in cache; 200 is
-    1.7x slower, see benchmarks/); on a GPU use hundreds. amp_dtype: e.g. torch.bfloat16 on CUDA (see benchmarks/ for accuracy).
-    Global-Net runs through `fast_global` (layer 0 once per image, a window per hole), Local-Net
+    1.3x slower); on a GPU use hundreds. amp_dtype: e.g. torch.bfloat16 on CUDA (tested in
+    tests/test_idw_scoring.py; benchmarks/ reports speed and error).
+    Global-Net runs through `fast_global` (layers 0-1_2 once per image, a window per hole), Local-Net
     through `fast_local` when the grid's corners are even (otherwise patch by patch).
     """
     _check_images(images, grid)
     device = torch.device(device) if device is not None else next(global_net.parameters()).device
     n, k2 = images.shape[0], grid.n_patches
-    masks, plan = _grid_masks_and_plan(grid, str(device))
+    plan = _grid_plan(grid, str(device))
     z_g = torch.empty(n * k2, global_net.pconv4.out_channels)
     autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     with autocast:
         imgs = normalize(images.to(device))
         z_l = grid_local_features(local_net, imgs, grid.top_left, grid.patch_size, chunk).float().cpu()
-        base = layer0_pooled(global_net, imgs)[0]
+        base = hole_free_front(global_net, imgs)
         for pairs in torch.arange(n * k2, device=device).split(chunk):
             z_g[pairs.cpu()] = global_features_holes(
-                global_net, imgs, pairs // k2, pairs % k2, grid, masks, plan, base).float().cpu()
+                global_net, imgs, pairs // k2, pairs % k2, grid, plan, base).float().cpu()
     return z_l, z_g.view(n, k2, -1)
 
 

@@ -15,10 +15,8 @@ def test_trunk_crop_then_head_equals_local_net_on_the_patch():
     img = torch.rand(1, 3, 256, 256, dtype=torch.float64)
     trunk = local_trunk(net, img)
     assert trunk.shape == (1, 256, 123, 123)
-    o = torch.arange(conv2_side())
     for r, c in [(0, 0), (0, 222), (222, 0), (100, 46), (222, 222)]:
-        win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2]]) + o,
-                             torch.tensor([[c // 2]]) + o)
+        win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2, c // 2]]), conv2_side())
         ref = net(img[:, :, r:r + 33, c:c + 33])
         assert torch.allclose(local_head(net, win), ref, atol=1e-12)
 
@@ -29,10 +27,8 @@ def test_odd_corner_breaks_the_pooling_alignment():
     net = LocalNet().double().eval()
     img = torch.rand(1, 3, 256, 256, dtype=torch.float64)
     trunk = local_trunk(net, img)
-    o = torch.arange(conv2_side())
     r = c = 101
-    win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2]]) + o,
-                         torch.tensor([[c // 2]]) + o)
+    win = gather_windows(trunk, torch.zeros(1, dtype=torch.long), torch.tensor([[r // 2, c // 2]]), conv2_side())
     assert not torch.allclose(local_head(net, win), net(img[:, :, r:r + 33, c:c + 33]), atol=1e-6)
 
 
