@@ -14,6 +14,16 @@ from dataclasses import dataclass
 import torch
 
 
+def gather_windows(x: torch.Tensor, index: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
+    """Square crops of x `(N,C,H,W)`: crop b is x[index[b]] at top_left[b] `(B,2)` -> `(B,C,size,size)`.
+
+    Indexes a strided view of all windows (`unfold`), so only the crops are copied. No bounds
+    check: callers pass corners that keep the crop inside (`crop` checks them).
+    """
+    windows = x.unfold(2, size, 1).unfold(3, size, 1)  # (N,C,H-size+1,W-size+1,size,size), a view
+    return windows[index, :, top_left[:, 0], top_left[:, 1]]
+
+
 def crop(images: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
     """Batched crops: images `(B,C,H,W)`, top_left `(B,N,2)` (row, col) -> `(B,N,C,size,size)`.
 
@@ -26,12 +36,9 @@ def crop(images: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tenso
     if tl.numel() and (tl.min() < 0 or tl[..., 0].max() + size > h or tl[..., 1].max() + size > w):
         raise ValueError(f"crop of size {size} at {tl.view(-1, 2).tolist()[:3]}... leaves the "
                          f"{h}x{w} image")
-    offs = torch.arange(size, device=images.device)
-    rows = (tl[..., 0, None] + offs)[:, :, :, None]  # (B,N,size,1)
-    cols = (tl[..., 1, None] + offs)[:, :, None, :]  # (B,N,1,size)
-    bidx = torch.arange(b, device=images.device).view(b, 1, 1, 1)
-    out = images.permute(0, 2, 3, 1)[bidx, rows, cols]  # (B,N,size,size,C)
-    return out.permute(0, 1, 4, 2, 3)
+    n = tl.shape[1]
+    index = torch.arange(b, device=images.device).repeat_interleave(n)
+    return gather_windows(images, index, tl.reshape(-1, 2), size).view(b, n, c, size, size)
 
 
 def hole_masks(top_left: torch.Tensor, image_size: int, size: int) -> torch.Tensor:

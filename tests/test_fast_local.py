@@ -5,7 +5,7 @@ import torch
 from glance_lite import GlobalNet, LocalNet, PatchGrid
 import glance_lite.fast_local as fast_local
 from glance_lite.fast_local import aligned, conv2_side, dense_pays, local_head, local_trunk
-from glance_lite.fast_global import gather_windows
+from glance_lite.patches import gather_windows
 from glance_lite.scoring import patch_features, patch_features_naive
 
 
