@@ -28,6 +28,11 @@ from .patches import gather_windows
 POOL = 2  # the 2x2/2 max-pool between conv1 and conv2 (Tab. 1)
 
 
+def conv2_side(patch_size: int = PATCH_SIZE) -> int:
+    """Side of one patch's conv2 output: 11 for 33x33 patches."""
+    return (patch_size - 2) // POOL - 4
+
+
 def aligned(top_left: torch.Tensor, patch_size: int = PATCH_SIZE) -> bool:
     """True when the dense path applies: 33x33 patches whose corners are all even."""
     return patch_size == PATCH_SIZE and bool((top_left % POOL == 0).all())
@@ -47,11 +52,6 @@ def local_trunk(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
     return net.lrelu2(net.conv2(x))
 
 
-def conv2_side(patch_size: int = PATCH_SIZE) -> int:
-    """Side of one patch's conv2 output: 11 for 33x33 patches."""
-    return (patch_size - 2) // POOL - 4
-
-
 def local_head(net: LocalNet, windows: torch.Tensor) -> torch.Tensor:
     """pool2 -> conv3 -> conv4 of Tab. 1: conv2 windows `(B,256,11,11)` -> Z_l `(B,128)`."""
     x = net.pool2(windows)
@@ -66,7 +66,8 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
     Dense (trunk once per image, then crops) when `aligned(top_left)` and `dense_pays` (the
     default 20x20 grid), else patch by patch; both give the same features.
     chunk: patches per forward pass of the per-patch layers; the trunk is held for
-    max(1, chunk // K2) images at a time.
+    max(1, chunk // K2) images at a time. Puts `net` in channels_last memory format (faster on
+    CPU and GPU; the weights' values are unchanged).
     """
     net.to(memory_format=torch.channels_last)
     n, k2 = images.shape[0], top_left.shape[0]

@@ -3,9 +3,9 @@
 The raster grid places K x K (20 x 20 by default) patches of 33 x 33 pixels uniformly over a
 256 x 256 image, in raster-scan order (row by row), overlapping where K*33 > 256. Corners sit on
 even pixels by default (`align=2`): then all patches share Local-Net's first pooling grid and
-Local-Net can run once over the whole image (fast_local.py); this moves a patch by <= 1 px. For each patch
-we need the patch itself (for Local-Net) and the hole mask M0 (for Global-Net, Eq. 6: 0 on the
-patch, 1 elsewhere). Everything is gathered with tensor indexing - no loops over patches.
+Local-Net can run once over the whole image (fast_local.py); this moves a patch by <= 1 px.
+For each patch we need the patch itself (for Local-Net) and the hole mask M0 (for Global-Net,
+Eq. 6: 0 on the patch, 1 elsewhere). Everything is gathered with tensor indexing - no loops over patches.
 """
 from __future__ import annotations
 
