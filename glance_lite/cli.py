@@ -41,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write the synthetic MVTec-format dataset")
     p.add_argument("--out", default=None, help=f"dataset root (default {DEFAULT_DATA}, or {DEFAULT_DATA}-PROFILE "
                                                f"for profiles with another dataset size)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the drawings (default 0)")
     p.add_argument("--profile", default=None, help="sets the dataset size (smoke is tiny)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
 
     p = sub.add_parser("train", help="pre-train Local-Net (if the run has none), then train Global-Net + DAD head")
     p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
-    p.add_argument("--category", required=True)
+    p.add_argument("--category", required=True, help="category folder under --data, e.g. circuit")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start again in an existing run folder")
@@ -55,11 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score maps and metrics.json for a trained run")
     p.add_argument("--run", required=True, help="run folder with glance.pt")
-    p.add_argument("--data", required=True)
-    p.add_argument("--category", required=True)
-    p.add_argument("--out", required=True, help="evaluation folder")
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout (the one the run was trained on)")
+    p.add_argument("--category", required=True, help="category folder under --data, e.g. circuit")
+    p.add_argument("--out", required=True, help="evaluation folder (metrics.json, maps, figure.png)")
     p.add_argument("--lambda-s", type=float, default=None, help="score weight of Eq. 13 (default 0.8)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
 
     p = sub.add_parser("demo", help="synth + train + evaluate on the synthetic default, print a table")
     p.add_argument("--data", default=None, help=f"where the synthetic set goes (default {DEFAULT_DATA}, or "
@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("compare", help="Glance vs local-only, NNS, Gaussian and AMC on the same data")
-    p.add_argument("--data", required=True)
-    p.add_argument("--category", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
+    p.add_argument("--category", required=True, help="category folder under --data, e.g. circuit")
+    p.add_argument("--out", required=True, help="output folder (comparison.json, the Glance run, maps)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="compute the comparison again (a finished Glance run with the same settings is "
+                        "reused, one with other settings is retrained)")
     p.add_argument("--max-bank-gb", type=float, default=None, metavar="GIB",
                    help="limit in GiB of every memory bank the baselines build (local-only and NNS "
                         "features, Gaussian statistics), checked before anything is trained (default 2)")
@@ -165,11 +167,12 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .teacher import TeacherUnavailable
+    # The package's own errors derive from these built-ins (DataError, CheckpointError, RunError:
+    # ValueError; TeacherUnavailable, TrainingDiverged: RuntimeError), so nothing heavy is imported
+    # here and `--help` / `--version` answer without loading torch.
     try:
         return run(argv)
-    except (ValueError, TeacherUnavailable, CheckpointError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"glance-lite: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

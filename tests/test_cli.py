@@ -1,0 +1,39 @@
+"""The `glance-lite` command's first ten minutes: fast help, clear messages, nothing written by surprise."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from glance_lite import cli
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_import_do_not_load_torch():
+    done = _python("-m", "glance_lite.cli", "--help")
+    assert done.returncode == 0 and "usage: glance-lite" in done.stdout
+    done = _python("-c", "import sys, glance_lite.cli; print('torch' in sys.modules)")
+    assert done.stdout.strip() == "False", done.stderr
+    done = _python("-m", "glance_lite.cli", "--version")
+    assert done.returncode == 0 and done.stdout.strip() == "glance_lite 0.1.0"
+
+
+def test_package_names_are_lazy_but_all_there():
+    import glance_lite
+    from glance_lite.local_net import LocalNet
+    assert glance_lite.LocalNet is LocalNet
+    assert all(hasattr(glance_lite, name) for name in glance_lite.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        glance_lite.nope
+
+
+def test_every_option_has_a_help_text():
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    missing = [f"{name} {opt.option_strings[0]}" for name, sub in subs.items()
+               for opt in sub._actions if opt.option_strings and not opt.help]
+    assert missing == []
