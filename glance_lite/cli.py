@@ -166,6 +166,22 @@ def run(argv: list[str] | None = None) -> int:
     return 2
 
 
+# what to do after Ctrl-C, per command
+_AFTER_INTERRUPT = {
+    "train": "run the same command again with --resume to continue from the last checkpoint",
+    "demo": "run the same command again: it continues from the last checkpoints by itself",
+    "compare": "run the same command again: its Glance run continues from the last checkpoint by itself",
+    "synth": "run the same command again (finished categories are kept)",
+    "evaluate": "run the same command again",
+}
+
+
+def _command(argv: list[str] | None) -> str | None:
+    """The subcommand of a command line (the top level has no option that takes a value)."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     # The package's own errors derive from these built-ins (DataError, CheckpointError, RunError:
     # ValueError; TeacherUnavailable, TrainingDiverged: RuntimeError), so nothing heavy is imported
@@ -176,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glance-lite: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("glance-lite: interrupted; run again with --resume to continue from the last checkpoint",
+        print(f"glance-lite: interrupted; {_AFTER_INTERRUPT.get(_command(argv), 'run the same command again')}",
               file=sys.stderr)
         return 130
 

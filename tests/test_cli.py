@@ -37,3 +37,20 @@ def test_every_option_has_a_help_text():
     missing = [f"{name} {opt.option_strings[0]}" for name, sub in subs.items()
                for opt in sub._actions if opt.option_strings and not opt.help]
     assert missing == []
+
+
+@pytest.mark.parametrize("command, advice", [
+    ("train", "run the same command again with --resume"),
+    ("demo", "run the same command again: it continues"),
+    ("compare", "run the same command again: its Glance run continues"),
+    ("synth", "run the same command again (finished categories are kept)"),
+    ("evaluate", "run the same command again"),
+])
+def test_ctrl_c_names_what_works_for_the_command(monkeypatch, capsys, command, advice):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert cli.main([command, "--data", "x"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"glance-lite: interrupted; {cli._AFTER_INTERRUPT[command]}" and advice in err
+    assert ("--resume" in err) == (command == "train")
