@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -85,11 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _teacher_for(args, prof) -> str:
+    """The teacher to train with; an untrained one is announced here, in one line."""
     teacher = args.teacher or prof.default_teacher
     if teacher == "random":
-        print("NOTE: using an UNTRAINED ResNet-18 teacher (--teacher random); results are not comparable "
-              "with the paper.", file=sys.stderr)
+        why = "--teacher random" if args.teacher else f"default of the {prof.name} profile"
+        _announce_untrained(why)
     return teacher
+
+
+def _announce_untrained(why: str) -> None:
+    print(f"NOTE: using an UNTRAINED ResNet-18 teacher ({why}); scores are not comparable with the paper.",
+          file=sys.stderr)
 
 
 def metrics_table(rows: dict[str, dict]) -> str:
@@ -104,6 +111,40 @@ def metrics_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# what the demo's numbers mean, per profile (printed under the table)
+MEANING = {
+    "smoke": "smoke profile: a few training steps only; these numbers only show that everything runs.",
+    "cpu": "cpu profile: a few hundred training steps; real but rough numbers, far from the paper's schedule.",
+    "colab": "colab profile: a few thousand training steps; a shortened schedule, on the small synthetic set.",
+    "paper": "paper profile: the supplementary's schedule, but on the synthetic set; not the paper's MVTec AD table.",
+}
+
+
+def _progress() -> bool:
+    """tqdm bars only on a terminal; in a log file they would be carriage-return spam."""
+    return sys.stderr.isatty()
+
+
+def _phase_lines(prof, category: str):
+    """`on_step` callback for train(): one line per finished training phase (instead of bars)."""
+    last = [time.perf_counter()]
+
+    def on_step(phase: str, step: int) -> None:
+        if step == getattr(prof, f"{phase}_steps", None):
+            print(f"{category}: {phase} phase done, {step} steps in {time.perf_counter() - last[0]:.1f} s",
+                  flush=True)
+            last[0] = time.perf_counter()
+    return on_step
+
+
+def _train(run_dir, data_root, category: str, prof, teacher: str, args, **kw) -> Path:
+    """train() with progress bars on a terminal, one line per phase otherwise."""
+    from .train import train
+    progress = _progress()
+    return train(run_dir, data_root, category, prof, teacher, args.seed, device=args.device,
+                 progress=progress, on_step=None if progress else _phase_lines(prof, category), **kw)
+
+
 def _synth(root: Path, prof, seed: int, overwrite: bool = False, categories=None) -> Path:
     from .data import make_synthetic
     t = time.perf_counter()
@@ -112,58 +153,79 @@ def _synth(root: Path, prof, seed: int, overwrite: bool = False, categories=None
     return out
 
 
-def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def cmd_synth(args) -> int:
     from .profiles import get_profile
+    prof = get_profile(args.profile)
+    _synth(Path(args.out) if args.out else default_data_root(prof), prof, args.seed, args.overwrite)
+    return 0
 
-    if args.command == "synth":
-        prof = get_profile(args.profile)
-        _synth(Path(args.out) if args.out else default_data_root(prof), prof, args.seed, args.overwrite)
-        return 0
 
-    if args.command == "train":
-        from .train import train
-        prof = get_profile(args.profile)
-        path = train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args.seed,
-                     resume=args.resume, overwrite=args.overwrite, device=args.device)
-        print(f"trained model: {path}")
-        return 0
+def cmd_train(args) -> int:
+    from .profiles import get_profile
+    prof = get_profile(args.profile)
+    path = _train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args,
+                  resume=args.resume, overwrite=args.overwrite)
+    print(f"trained model: {path}")
+    return 0
 
-    if args.command == "evaluate":
-        from .evaluate import evaluate
-        m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device)
-        print(metrics_table({args.category: m}))
-        print(f"metrics: {Path(args.out) / 'metrics.json'}")
-        return 0
 
-    if args.command == "demo":
-        from .data import SYNTHETIC_CATEGORIES
-        from .evaluate import evaluate
-        from .train import train
-        prof = get_profile(args.profile)
-        teacher = _teacher_for(args, prof)
-        cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
-        root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed)
-        out = Path(args.out or f"runs/demo-{prof.name}")
-        rows = {}
-        for cat in cats:
-            run_dir, ev = out / cat / "run", out / cat / "eval"
-            t = time.perf_counter()
-            train(run_dir, root, cat, prof, teacher, args.seed, resume=not args.overwrite,
-                  overwrite=args.overwrite, device=args.device)
-            rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
-            print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
-        print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
-        (out / "summary.json").write_text(json.dumps(rows, indent=2))
-        return 0
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+    m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device)
+    print(metrics_table({args.category: m}))
+    print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    return 0
 
-    if args.command == "compare":
-        from .baselines.compare import compare
-        prof = get_profile(args.profile)
-        compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
-                overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb)
-        return 0
-    return 2
+
+def cmd_demo(args) -> int:
+    from .data import SYNTHETIC_CATEGORIES
+    from .evaluate import evaluate
+    from .profiles import get_profile
+    prof = get_profile(args.profile)
+    teacher = _teacher_for(args, prof)
+    cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
+    root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed)
+    out = Path(args.out or f"runs/demo-{prof.name}")
+    rows = {}
+    for cat in cats:
+        run_dir, ev = out / cat / "run", out / cat / "eval"
+        t = time.perf_counter()
+        _train(run_dir, root, cat, prof, teacher, args, resume=not args.overwrite, overwrite=args.overwrite)
+        rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
+        print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
+    print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    figure = "figure: " + str(out / cats[0] if len(cats) == 1 else out / "CATEGORY") + "/eval/figure.png"
+    print(f"{MEANING.get(prof.name, '')}\n{figure}; summary: {out / 'summary.json'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .baselines.compare import compare
+    from .profiles import get_profile
+    prof = get_profile(args.profile)
+    compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
+            overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb,
+            progress=_progress())
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo,
+            "compare": cmd_compare}
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse the command line and run its command (errors propagate; `main` prints them)."""
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one plain line, without the source line. The package's loud box about an
+    untrained teacher is not shown at all: the command has announced it already, in one line."""
+    if "UNTRAINED TEACHER" in str(message):
+        return ""
+    return f"glance-lite: warning: {str(message).strip()}\n"
 
 
 # what to do after Ctrl-C, per command
@@ -186,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     # The package's own errors derive from these built-ins (DataError, CheckpointError, RunError:
     # ValueError; TeacherUnavailable, TrainingDiverged: RuntimeError), so nothing heavy is imported
     # here and `--help` / `--version` answer without loading torch.
+    old_format, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return run(argv)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
@@ -195,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glance-lite: interrupted; {_AFTER_INTERRUPT.get(_command(argv), 'run the same command again')}",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = old_format
 
 
 if __name__ == "__main__":

@@ -54,3 +54,41 @@ def test_ctrl_c_names_what_works_for_the_command(monkeypatch, capsys, command, a
     err = capsys.readouterr().err.strip()
     assert err == f"glance-lite: interrupted; {cli._AFTER_INTERRUPT[command]}" and advice in err
     assert ("--resume" in err) == (command == "train")
+
+
+@pytest.fixture(scope="module")
+def smoke_demo(tmp_path_factory):
+    """One smoke demo of one category, run as a user would (stderr is a pipe, not a terminal)."""
+    tmp = tmp_path_factory.mktemp("demo")
+    done = _python("-m", "glance_lite.cli", "demo", "--profile", "smoke", "--category", "circuit",
+                   "--data", str(tmp / "data"), "--out", str(tmp / "runs"), "--device", "cpu")
+    return tmp, done
+
+
+def test_demo_output_is_quiet_and_says_what_it_means(smoke_demo):
+    tmp, done = smoke_demo
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("UNTRAINED") == 1 and "UserWarning" not in done.stderr  # one notice
+    assert "\r" not in done.stderr and "\r" not in done.stdout  # no progress bars in a log
+    assert "circuit: train phase done" in done.stdout  # one line per phase instead
+    assert cli.MEANING["smoke"] in done.stdout
+    assert f"figure: {tmp / 'runs' / 'circuit' / 'eval' / 'figure.png'}" in done.stdout
+    assert (tmp / "runs" / "circuit" / "eval" / "figure.png").is_file()
+    assert f"summary: {tmp / 'runs' / 'summary.json'}" in done.stdout
+
+
+def test_other_warnings_are_one_plain_line():
+    # in a fresh process: pytest records warnings instead of printing them
+    script = """if True:
+        import warnings
+        from glance_lite import cli
+        from glance_lite.teacher import load_teacher
+        def run(argv):
+            warnings.warn("something to know", UserWarning)
+            load_teacher("random")  # the loud box: the command has said it already, in one line
+            return 0
+        cli.run = run
+        raise SystemExit(cli.main(["demo"]))
+    """
+    done = _python("-c", script)
+    assert done.returncode == 0 and done.stderr == "glance-lite: warning: something to know\n"
