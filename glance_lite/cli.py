@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import warnings
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                f"for profiles with another dataset size)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the drawings (default 0)")
     p.add_argument("--profile", default=None, help="sets the dataset size (smoke is tiny)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
+    p.add_argument("--force-data", "--overwrite", dest="force_data", action="store_true",
+                   help="write into --out even if it holds files glance-lite did not write, and replace "
+                        "category folders made with other parameters")
 
     p = sub.add_parser("train", help="pre-train Local-Net (if the run has none), then train Global-Net + DAD head")
     p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for runs and evaluations (default runs/demo-PROFILE, "
                                                "so runs of different profiles never collide)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if runs exist")
+    p.add_argument("--force-data", action="store_true",
+                   help="write into --data even if it holds files glance-lite did not write, and replace "
+                        "category folders made with other parameters")
     _add_common(p)
 
     p = sub.add_parser("compare", help="Glance vs local-only, NNS, Gaussian and AMC on the same data")
@@ -145,10 +151,48 @@ def _train(run_dir, data_root, category: str, prof, teacher: str, args, **kw) ->
                  progress=progress, on_step=None if progress else _phase_lines(prof, category), **kw)
 
 
-def _synth(root: Path, prof, seed: int, overwrite: bool = False, categories=None) -> Path:
-    from .data import make_synthetic
+def _stamp_clash(folder: Path, params: dict) -> str | None:
+    """Why the synthetic category `folder` may not be (re)written with `params`, or None if it may:
+    absent, or stamped by make_synthetic with the same parameters (any generator version)."""
+    if not folder.exists():
+        return None
+    try:
+        old = json.loads((folder / ".synthetic.json").read_text())
+    except (OSError, ValueError):
+        return "is not a synthetic category written by glance-lite (no .synthetic.json stamp)"
+    if isinstance(old, dict) and {**old, "version": params["version"]} == params:
+        return None
+    return "holds a synthetic category made with other parameters (another profile or seed)"
+
+
+def _check_synth_target(root: Path, cats, prof, seed: int, flag: str) -> None:
+    """Refuse, before anything is written, to write the synthetic set into a folder that holds
+    files glance-lite did not write, or over a category folder that is not the same set."""
+    from .data.synthetic import _params
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"{flag} {root} is a file; expected a folder for the synthetic dataset")
+    # make_synthetic's own temporary folders (.CATEGORY.tmp-*, .CATEGORY.old-*) do not count
+    entries = [p for p in root.iterdir() if not re.match(r"\.\w+\.(tmp|old)-", p.name)]
+    if entries and not any((p / ".synthetic.json").is_file() for p in entries):
+        raise ValueError(f"{root} is not empty and holds no synthetic dataset written by glance-lite; "
+                         f"choose another {flag} folder, or pass --force-data to write into it anyway")
+    sizes = {"size": 256, **dict(prof.synthetic)}
+    for cat in cats:
+        why = _stamp_clash(root / cat, _params(seed=seed, cat=cat, **sizes))
+        if why:
+            raise ValueError(f"{root / cat} {why}; choose another {flag} folder, or pass --force-data "
+                             f"to replace it")
+
+
+def _synth(root: Path, prof, seed: int, force: bool, flag: str, categories=None) -> Path:
+    """The synthetic dataset under `root` (reused when it is there), after `_check_synth_target`."""
+    from .data import SYNTHETIC_CATEGORIES, make_synthetic
+    if not force:
+        _check_synth_target(root, categories or SYNTHETIC_CATEGORIES, prof, seed, flag)
     t = time.perf_counter()
-    out = make_synthetic(root, seed=seed, categories=categories, overwrite=overwrite, **dict(prof.synthetic))
+    out = make_synthetic(root, seed=seed, categories=categories, overwrite=force, **dict(prof.synthetic))
     print(f"synthetic dataset ready in {out} ({time.perf_counter() - t:.1f} s)")
     return out
 
@@ -156,7 +200,7 @@ def _synth(root: Path, prof, seed: int, overwrite: bool = False, categories=None
 def cmd_synth(args) -> int:
     from .profiles import get_profile
     prof = get_profile(args.profile)
-    _synth(Path(args.out) if args.out else default_data_root(prof), prof, args.seed, args.overwrite)
+    _synth(Path(args.out) if args.out else default_data_root(prof), prof, args.seed, args.force_data, "--out")
     return 0
 
 
@@ -184,7 +228,8 @@ def cmd_demo(args) -> int:
     prof = get_profile(args.profile)
     teacher = _teacher_for(args, prof)
     cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
-    root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed)
+    root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed,
+                  args.force_data, "--data", categories=cats)
     out = Path(args.out or f"runs/demo-{prof.name}")
     rows = {}
     for cat in cats:

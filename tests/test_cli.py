@@ -74,6 +74,7 @@ def test_demo_output_is_quiet_and_says_what_it_means(smoke_demo):
     assert cli.MEANING["smoke"] in done.stdout
     assert f"figure: {tmp / 'runs' / 'circuit' / 'eval' / 'figure.png'}" in done.stdout
     assert (tmp / "runs" / "circuit" / "eval" / "figure.png").is_file()
+    assert [p.name for p in (tmp / "data").iterdir()] == ["circuit"]  # --category: only that one
     assert f"summary: {tmp / 'runs' / 'summary.json'}" in done.stdout
 
 
@@ -92,3 +93,32 @@ def test_other_warnings_are_one_plain_line():
     """
     done = _python("-c", script)
     assert done.returncode == 0 and done.stderr == "glance-lite: warning: something to know\n"
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["demo", "synth"])
+def test_refuses_to_write_into_an_unrelated_folder(tmp_path, capsys, command):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"not ours")
+    flag = "--data" if command == "demo" else "--out"
+    assert cli.main([command, "--profile", "smoke", flag, str(photos)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"glance-lite: error: {photos} is not empty") and "--force-data" in err
+    assert _tree(photos) == ["holiday.jpg"]  # nothing added
+
+
+def test_a_clashing_category_refuses_before_anything_is_generated(tmp_path, capsys):
+    from glance_lite.data import make_synthetic
+    from glance_lite.profiles import get_profile
+    data = make_synthetic(tmp_path / "data", categories=["fabric"], **dict(get_profile("smoke").synthetic))
+    (data / "circuit" / "train").mkdir(parents=True)  # someone else's circuit, no stamp
+    before = _tree(data)
+    assert cli.main(["demo", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{data / 'circuit'} is not a synthetic category" in err
+    assert "--force-data" in err and "overwrite=True" not in err
+    assert _tree(data) == before and not (tmp_path / "runs").exists()
