@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -30,9 +31,12 @@ def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     if teacher:
-        p.add_argument("--teacher", default=None,
-                       help="imagenet (torchvision weights; default) | random (untrained; default of the "
-                            "smoke profile only) | PATH to a ResNet-18 weights file")
+        p.add_argument("--teacher", default="auto",
+                       help="auto (default): the profile's teacher (smoke: random, others: imagenet), "
+                            "but imagenet only if its weights are in the torch cache or may be downloaded "
+                            "(on Colab, or with GLANCE_ALLOW_DOWNLOAD=1), else random, announced | imagenet "
+                            "(torchvision weights, downloaded if missing) | random (untrained) | PATH to a "
+                            "ResNet-18 weights file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,12 +96,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _teacher_for(args, prof) -> str:
-    """The teacher to train with; an untrained one is announced here, in one line."""
-    teacher = args.teacher or prof.default_teacher
-    if teacher == "random":
-        why = "--teacher random" if args.teacher else f"default of the {prof.name} profile"
+    """--teacher as a concrete value ("imagenet", "random" or a PATH), checked before anything is
+    written: a missing ImageNet file is downloaded now or fails now; an untrained teacher is
+    announced here, in one line."""
+    from .teacher import load_teacher, weights_path
+    spec, why = (args.teacher, "--teacher random") if args.teacher != "auto" else _auto_teacher(prof)
+    if spec == "random":
         _announce_untrained(why)
-    return teacher
+    elif spec == "imagenet":
+        if not weights_path().is_file():  # into the torch cache, or TeacherUnavailable with advice
+            load_teacher("imagenet", prof.teacher_input, allow_download=True)
+    else:  # a weights file: fails now if it is missing or not a ResNet-18
+        load_teacher(spec, prof.teacher_input)
+    return spec
+
+
+def _auto_teacher(prof) -> tuple[str, str]:
+    """`--teacher auto` -> (teacher, why): the profile's teacher, unless that means an unexpected
+    download; then an untrained one, and why."""
+    from .teacher import weights_path
+    if prof.default_teacher != "imagenet":
+        return prof.default_teacher, f"default of the {prof.name} profile"
+    path = weights_path()
+    if path.is_file() or _downloads_expected():
+        return "imagenet", ""
+    return "random", (f"offline: ImageNet weights not in {path}; pass --teacher imagenet to download them, "
+                      f"or --teacher PATH")
+
+
+def _downloads_expected() -> bool:
+    """On Colab, or with GLANCE_ALLOW_DOWNLOAD=1, `--teacher auto` downloads the ImageNet weights."""
+    return (os.environ.get("GLANCE_ALLOW_DOWNLOAD") == "1" or "google.colab" in sys.modules
+            or "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ)
 
 
 def _announce_untrained(why: str) -> None:

@@ -122,3 +122,55 @@ def test_a_clashing_category_refuses_before_anything_is_generated(tmp_path, caps
     assert f"{data / 'circuit'} is not a synthetic category" in err
     assert "--force-data" in err and "overwrite=True" not in err
     assert _tree(data) == before and not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No ImageNet weights in the torch cache, no download allowed, and a download that fails."""
+    import types
+    from glance_lite import teacher
+
+    def no_network(**kw):
+        raise OSError("no network")
+    monkeypatch.setattr(teacher, "weights_path", lambda: tmp_path / "hub" / "resnet18-f37072fd.pth")
+    monkeypatch.setattr(teacher, "WEIGHTS", types.SimpleNamespace(url=teacher.WEIGHTS.url, get_state_dict=no_network))
+    for var in ("GLANCE_ALLOW_DOWNLOAD", "COLAB_RELEASE_TAG", "COLAB_GPU"):
+        monkeypatch.delenv(var, raising=False)
+    return teacher
+
+
+def _args(*argv):
+    return cli.build_parser().parse_args(["train", "--data", "d", "--category", "c", "--out", "o", *argv])
+
+
+def test_auto_teacher_offline_is_random_and_says_so_once(offline, capsys):
+    from glance_lite.profiles import get_profile
+    assert _args().teacher == "auto"
+    assert cli._teacher_for(_args(), get_profile("cpu")) == "random"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("NOTE: using an UNTRAINED ResNet-18 teacher (offline: ")
+    assert str(offline.weights_path()) in err and "--teacher imagenet" in err
+    assert cli._teacher_for(_args(), get_profile("smoke")) == "random"  # the smoke profile's own choice
+    assert "(default of the smoke profile)" in capsys.readouterr().err
+
+
+def test_auto_teacher_uses_imagenet_when_cached_or_downloads_are_expected(offline, monkeypatch, capsys):
+    from glance_lite.profiles import get_profile
+    loaded = []
+    monkeypatch.setattr(offline, "load_teacher", lambda spec, *a, **kw: loaded.append(spec))
+    monkeypatch.setenv("GLANCE_ALLOW_DOWNLOAD", "1")
+    assert cli._teacher_for(_args(), get_profile("cpu")) == "imagenet" and loaded == ["imagenet"]  # now
+    monkeypatch.delenv("GLANCE_ALLOW_DOWNLOAD")
+    offline.weights_path().parent.mkdir(parents=True)
+    offline.weights_path().write_bytes(b"cached")
+    assert cli._teacher_for(_args(), get_profile("cpu")) == "imagenet" and loaded == ["imagenet"]
+    assert capsys.readouterr().err == ""
+
+
+def test_explicit_imagenet_offline_fails_before_any_data_is_written(offline, tmp_path, capsys):
+    rc = cli.main(["demo", "--profile", "cpu", "--teacher", "imagenet", "--data", str(tmp_path / "data"),
+                   "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("glance-lite: error: ImageNet ResNet-18 weights")
+    assert "resnet18-f37072fd.pth" in err[0] and "--teacher random" in err[0] and "no network" in err[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
