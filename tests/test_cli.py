@@ -174,3 +174,19 @@ def test_explicit_imagenet_offline_fails_before_any_data_is_written(offline, tmp
     assert rc == 1 and len(err) == 1 and err[0].startswith("glance-lite: error: ImageNet ResNet-18 weights")
     assert "resnet18-f37072fd.pth" in err[0] and "--teacher random" in err[0] and "no network" in err[0]
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_figure_grid_has_a_title_and_a_colour_bar(tmp_path, n):
+    import torch
+    from glance_lite.viz import figure_grid
+    maps = torch.rand(n, 32, 32)
+    fig = figure_grid(torch.rand(n, 3, 32, 32), (torch.rand(n, 1, 32, 32) > 0.5).float(), maps,
+                      ["swap"] * n, tmp_path / "figure.png", title="profile smoke, teacher random, circuit")
+    assert (tmp_path / "figure.png").stat().st_size > 0
+    assert len(fig.axes) == 3 * n + 1  # the grid and one colour bar for all score maps
+    bar = fig.axes[-1]
+    assert bar.get_ylabel() == "anomaly score s"
+    assert bar.get_ylim() == pytest.approx((float(maps.min()), float(maps.max())))
+    assert fig.get_suptitle() == "profile smoke, teacher random, circuit"
+    assert figure_grid(torch.rand(1, 3, 8, 8), torch.zeros(1, 1, 8, 8), torch.rand(1, 8, 8), ["good"]).get_suptitle() == ""
