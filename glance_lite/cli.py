@@ -227,6 +227,32 @@ def _synth(root: Path, prof, seed: int, force: bool, flag: str, categories=None)
     return out
 
 
+LAYOUT = ("CATEGORY/train/good/*.png                        anomaly-free training images",
+          "CATEGORY/test/<defect>/*.png                     test images (<defect> = good for normal ones)",
+          "CATEGORY/ground_truth/<defect>/<name>_mask.png   a mask for every defective test image")
+
+
+def _check_data(root) -> None:
+    """A --data folder that exists but holds no category: show the layout it should have."""
+    from .data import list_categories
+    root = Path(root)
+    if root.is_dir() and not list_categories(root):
+        raise ValueError(f"{root} holds no category folder; --data expects the MVTec AD layout:\n"
+                         + "\n".join("  " + line for line in LAYOUT))
+
+
+def _check_run(args) -> None:
+    """An `evaluate --run` folder without a trained model: say which command makes one."""
+    run = Path(args.run)
+    if (run / "glance.pt").is_file():
+        return
+    train = f"glance-lite train --data {args.data} --category {args.category} --out {run}"
+    if (run / "checkpoint.pt").is_file():
+        raise ValueError(f"{run} has no glance.pt: its training did not finish; finish it with "
+                         f"`{train} --resume` (same --profile and --teacher as before)")
+    raise ValueError(f"{run} has no glance.pt (no trained model); train one first: `{train}`")
+
+
 def cmd_synth(args) -> int:
     from .profiles import get_profile
     prof = get_profile(args.profile)
@@ -237,6 +263,7 @@ def cmd_synth(args) -> int:
 def cmd_train(args) -> int:
     from .profiles import get_profile
     prof = get_profile(args.profile)
+    _check_data(args.data)
     path = _train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args,
                   resume=args.resume, overwrite=args.overwrite)
     print(f"trained model: {path}")
@@ -245,6 +272,8 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
+    _check_run(args)
+    _check_data(args.data)
     m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device)
     print(metrics_table({args.category: m}))
     print(f"metrics: {Path(args.out) / 'metrics.json'}")
@@ -279,6 +308,7 @@ def cmd_compare(args) -> int:
     from .baselines.compare import compare
     from .profiles import get_profile
     prof = get_profile(args.profile)
+    _check_data(args.data)
     compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
             overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb,
             progress=_progress())

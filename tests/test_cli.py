@@ -190,3 +190,35 @@ def test_figure_grid_has_a_title_and_a_colour_bar(tmp_path, n):
     assert bar.get_ylim() == pytest.approx((float(maps.min()), float(maps.max())))
     assert fig.get_suptitle() == "profile smoke, teacher random, circuit"
     assert figure_grid(torch.rand(1, 3, 8, 8), torch.zeros(1, 1, 8, 8), torch.rand(1, 8, 8), ["good"]).get_suptitle() == ""
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "compare"])
+def test_a_data_folder_without_categories_shows_the_layout(tmp_path, capsys, command):
+    empty = tmp_path / "empty"
+    (empty / "photos").mkdir(parents=True)  # a sub-folder, but no train/ or test/ in it
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "glance.pt").write_bytes(b"")  # only checked for existence before the data
+    extra = ["--run", str(run)] if command == "evaluate" else ["--profile", "smoke"]
+    rc = cli.main([command, *extra, "--data", str(empty), "--category", "circuit", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err[-4] == f"glance-lite: error: {empty} holds no category folder; --data expects " \
+                                  f"the MVTec AD layout:"
+    assert [line.split()[0] for line in err[-3:]] == [
+        "CATEGORY/train/good/*.png", "CATEGORY/test/<defect>/*.png", "CATEGORY/ground_truth/<defect>/<name>_mask.png"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_without_a_trained_model_suggests_train(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["evaluate", "--run", str(run), "--data", "data/x", "--category", "circuit", "--out", str(tmp_path / "ev")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"glance-lite: error: {run} has no glance.pt (no trained model); train one first: "
+                   f"`glance-lite train --data data/x --category circuit --out {run}`")
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"")  # an interrupted training
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.endswith(f"--out {run} --resume` (same --profile and --teacher as before)")
+    assert not (tmp_path / "ev").exists()
