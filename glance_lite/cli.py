@@ -30,6 +30,9 @@ def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
                    help="smoke | cpu | colab | paper | auto (default: $GLANCE_PROFILE or auto = colab with CUDA, cpu without)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--arch", choices=("paper", "coords"), default=None,
+                   help="Global-Net architecture: paper = supp. Tab. 2 exactly; coords = ours, with the "
+                        "hole's position (default of the smoke/cpu/colab profiles)")
     if teacher:
         p.add_argument("--teacher", default="auto",
                        help="auto (default): the profile's teacher (smoke: random, others: imagenet), "
@@ -73,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help=f"where the synthetic set goes (default {DEFAULT_DATA}, or "
                                                 f"{DEFAULT_DATA}-PROFILE for profiles with another dataset size)")
     p.add_argument("--category", default=None, help="synthetic category (default: all)")
-    p.add_argument("--out", default=None, help="folder for runs and evaluations (default runs/demo-PROFILE, "
-                                               "so runs of different profiles never collide)")
+    p.add_argument("--out", default=None, help="folder for runs and evaluations (default runs/demo-PROFILE, or "
+                                               "runs/demo-PROFILE-ARCH with another --arch, so runs of "
+                                               "different settings never collide)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if runs exist")
     p.add_argument("--force-data", action="store_true",
                    help="write into --data even if it holds files glance-lite did not write, and replace "
@@ -253,6 +257,19 @@ def _check_run(args) -> None:
     raise ValueError(f"{run} has no glance.pt (no trained model); train one first: `{train}`")
 
 
+def _profile(args):
+    """The --profile, with --arch as an override where given."""
+    from .profiles import get_profile
+    return get_profile(args.profile, **({"global_arch": args.arch} if args.arch else {}))
+
+
+def _demo_out(prof) -> Path:
+    """runs/demo-PROFILE, or runs/demo-PROFILE-ARCH for an architecture other than the profile's."""
+    from .profiles import get_profile
+    same = prof.global_arch == get_profile(prof.name).global_arch
+    return Path("runs") / (f"demo-{prof.name}" if same else f"demo-{prof.name}-{prof.global_arch}")
+
+
 def cmd_synth(args) -> int:
     from .profiles import get_profile
     prof = get_profile(args.profile)
@@ -261,8 +278,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .profiles import get_profile
-    prof = get_profile(args.profile)
+    prof = _profile(args)
     _check_data(args.data)
     path = _train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args,
                   resume=args.resume, overwrite=args.overwrite)
@@ -283,13 +299,12 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     from .data import SYNTHETIC_CATEGORIES
     from .evaluate import evaluate
-    from .profiles import get_profile
-    prof = get_profile(args.profile)
+    prof = _profile(args)
     teacher = _teacher_for(args, prof)
     cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
     root = _synth(Path(args.data) if args.data else default_data_root(prof), prof, args.seed,
                   args.force_data, "--data", categories=cats)
-    out = Path(args.out or f"runs/demo-{prof.name}")
+    out = Path(args.out) if args.out else _demo_out(prof)
     rows = {}
     for cat in cats:
         run_dir, ev = out / cat / "run", out / cat / "eval"
@@ -306,8 +321,7 @@ def cmd_demo(args) -> int:
 
 def cmd_compare(args) -> int:
     from .baselines.compare import compare
-    from .profiles import get_profile
-    prof = get_profile(args.profile)
+    prof = _profile(args)
     _check_data(args.data)
     compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
             overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb,

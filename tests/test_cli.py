@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,23 @@ def test_evaluate_without_a_trained_model_suggests_train(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.endswith(f"--out {run} --resume` (same --profile and --teacher as before)")
     assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "compare"])
+def test_arch_option(command, capsys):
+    argv = {"train": ["--data", "d", "--category", "c", "--out", "o"], "demo": [],
+            "compare": ["--data", "d", "--category", "c", "--out", "o"]}[command]
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args([command, *argv, "--arch", "wide"])
+    assert exc.value.code == 2 and "invalid choice: 'wide'" in capsys.readouterr().err
+    args = parser.parse_args([command, *argv, "--profile", "cpu", "--arch", "paper"])
+    assert args.arch == "paper"
+    from glance_lite.profiles import Profile, get_profile
+    if "global_arch" in Profile.__dataclass_fields__:  # the field --arch overrides
+        assert cli._profile(args) == get_profile("cpu", global_arch="paper")
+        plain = cli._profile(parser.parse_args([command, *argv, "--profile", "cpu"]))
+        assert plain == get_profile("cpu")  # no --arch: the profile as it is
+        assert cli._demo_out(plain) == Path("runs/demo-cpu")
+        other = "paper" if plain.global_arch == "coords" else "coords"
+        assert cli._demo_out(get_profile("cpu", global_arch=other)) == Path(f"runs/demo-cpu-{other}")
