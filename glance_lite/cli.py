@@ -154,8 +154,8 @@ def metrics_table(rows: dict[str, dict]) -> str:
 # what the demo's numbers mean, per profile (printed under the table)
 MEANING = {
     "smoke": "smoke profile: a few training steps only; these numbers only show that everything runs.",
-    "cpu": "cpu profile: a few hundred training steps; real but rough numbers, far from the paper's schedule.",
-    "colab": "colab profile: a few thousand training steps; a shortened schedule, on the small synthetic set.",
+    "cpu": "cpu profile: minutes of training instead of the paper's schedule; real but rough numbers.",
+    "colab": "colab profile: thousands of steps instead of the paper's 200K; a shortened schedule.",
     "paper": "paper profile: the supplementary's schedule, but on the synthetic set; not the paper's MVTec AD table.",
 }
 
@@ -314,8 +314,8 @@ def cmd_demo(args) -> int:
         print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
     print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
-    figure = "figure: " + str(out / cats[0] if len(cats) == 1 else out / "CATEGORY") + "/eval/figure.png"
-    print(f"{MEANING.get(prof.name, '')}\n{figure}; summary: {out / 'summary.json'}")
+    figure = out / (cats[0] if len(cats) == 1 else "CATEGORY") / "eval" / "figure.png"
+    print(f"{MEANING.get(prof.name, '')}\nfigure: {figure}; summary: {out / 'summary.json'}")
     return 0
 
 
