@@ -22,8 +22,9 @@ from .idw import idw_maps
 from .metrics import evaluate_maps
 from .model import Glance, load_model
 from .patches import PatchGrid
-from .profiles import get_profile
-from .scoring import PatchScores, combine
+from .diagnostics import context_r2, grid_targets
+from .profiles import profile_from_config
+from .scoring import PatchScores, combine, head_scores, patch_features
 
 
 def _writable(out_dir: Path) -> None:
@@ -36,11 +37,23 @@ def _writable(out_dir: Path) -> None:
 
 
 def score_split(model: Glance, split: MVTecSplit, grid: PatchGrid, chunk: int = 48,
-                batch_images: int = 8, amp_dtype: torch.dtype | None = None) -> PatchScores:
-    """PatchScores for every image of a split, a few images at a time (bounded memory)."""
-    parts = [model.score(split.images[i:i + batch_images], grid, chunk, amp_dtype)
-             for i in range(0, len(split), batch_images)]
-    return PatchScores(torch.cat([p.s_iad for p in parts]), torch.cat([p.s_dad for p in parts]), grid)
+                batch_images: int = 8, amp_dtype: torch.dtype | None = None,
+                keep: torch.Tensor | None = None) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
+    """PatchScores for every image of a split, a few images at a time (bounded memory), and the
+    scaled features (Z_l, Z_g) `(M, K*K, 128)` of the images where `keep` `(N,)` is True
+    (the normal ones, for diagnostics.context_r2)."""
+    keep = torch.zeros(len(split), dtype=torch.bool) if keep is None else keep
+    model.eval()
+    s_iad, s_dad, z_l, z_g = [], [], [], []
+    for i in range(0, len(split), batch_images):
+        zl, zg = patch_features(model.local_net, model.global_net, split.images[i:i + batch_images],
+                                grid, chunk, amp_dtype=amp_dtype)
+        zl = model.scaler(zl)
+        a, b = head_scores(model.head, zl, zg, model.whitener)
+        s_iad.append(a), s_dad.append(b)
+        k = keep[i:i + batch_images]
+        z_l.append(zl[k]), z_g.append(zg[k])
+    return PatchScores(torch.cat(s_iad), torch.cat(s_dad), grid), (torch.cat(z_l), torch.cat(z_g))
 
 
 def metrics_for(scores: PatchScores, split: MVTecSplit, lambda_s: float, power: float = 5.0) -> dict:
@@ -56,7 +69,7 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     """Score the test split of `category` with RUN/glance.pt and write OUT/metrics.json etc."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, config = load_model(run_dir / "glance.pt")
-    prof = get_profile(config["profile"]["name"])
+    prof = profile_from_config(config["profile"])  # the run's own settings, overrides included
     lambda_s = prof.lambda_s if lambda_s is None else lambda_s
     split = load_mvtec(data_root, category, "test")
     _writable(out_dir)
@@ -65,13 +78,18 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     grid = PatchGrid(per_side=prof.grid_per_side)
     amp = torch.bfloat16 if dev.type == "cuda" else None
     t0 = time.perf_counter()
-    scores = score_split(model, split, grid, prof.score_chunk, amp_dtype=amp)
+    scores, (z_l, z_g) = score_split(model, split, grid, prof.score_chunk, amp_dtype=amp,
+                                     keep=split.labels == 0)
     seconds = time.perf_counter() - t0
     result = metrics_for(scores, split, lambda_s, prof.idw_power)
+    if len(z_l):  # did Global-Net learn the context? (diagnostics.py)
+        train_images = load_mvtec(data_root, category, "train").images
+        result["context"] = context_r2(z_l, z_g, grid_targets(model, train_images, grid))
     result.update({"category": category, "lambda_s": lambda_s, "grid_per_side": grid.per_side,
                    "grid_align": grid.align,
                    "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),
-                   "device": str(dev), "teacher": config.get("teacher"), "profile": prof.name})
+                   "device": str(dev), "teacher": config.get("teacher"), "profile": prof.name,
+                   "global_arch": prof.global_arch, "standardize": prof.standardize})
     np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
                         labels=split.labels.numpy(), defects=np.array(split.defects),
                         paths=np.array(split.paths), grid_align=grid.align)
@@ -85,7 +103,9 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
         pick = [i for i in range(len(split)) if split.labels[i] == 1][:6]
         if pick:
             figure_grid(split.images[pick], split.masks[pick], maps[pick],
-                        [split.defects[i] for i in pick], out_dir / "figure.png")
+                        [split.defects[i] for i in pick], out_dir / "figure.png",
+                        title=f"Glance ({prof.global_arch} Global-Net), {category}: profile {prof.name}, "
+                              f"teacher {config.get('teacher')}, lambda_s {lambda_s}")
     return result
 
 

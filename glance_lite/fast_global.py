@@ -78,35 +78,70 @@ def _touched(r: int, p: int) -> tuple[int, int]:
 def window_plan(grid: PatchGrid) -> tuple[int, torch.Tensor]:
     """(n, o0): window side n and `(K*K, 2)` first layer-1_2 row/col of each hole's window."""
     side = (((grid.image_size - 7) // 2 + 1 - 3) // 2 + 1 - 3) // 2 + 1 - 2  # 28 for 256x256
-    spans = [_touched(r, grid.patch_size) for r in range(grid.image_size - grid.patch_size + 1)]
-    n = min(max(min(hi, side - 1) - max(lo, 0) + 1 for lo, hi in spans), side)
-    lo = torch.tensor([max(_touched(int(v), grid.patch_size)[0], 0) for v in grid.top_left.view(-1)])
-    return n, lo.view(-1, 2).clamp(max=side - n)
+    n = window_side(grid.patch_size, grid.image_size, side)
+    return n, window_origins(grid.top_left, grid.patch_size, n, side)
+
+
+def window_origins(top_left: torch.Tensor, patch_size: int, n: int, side: int = 28) -> torch.Tensor:
+    """First layer-1_2 row/col of the n x n window that each hole `(B,2)` can change -> `(B,2)`."""
+    lo = torch.div(top_left - FIELD + 1 + STRIDE - 1, STRIDE, rounding_mode="floor")  # ceil
+    return lo.clamp(min=0, max=side - n)
+
+
+def window_side(patch_size: int, image_size: int = 256, side: int = 28) -> int:
+    """Side n of the layer-1_2 window a patch_size hole can change (9 for 33x33 holes)."""
+    spans = [_touched(r, patch_size) for r in range(image_size - patch_size + 1)]
+    return min(max(min(hi, side - 1) - max(lo, 0) + 1 for lo, hi in spans), side)
+
+
+def features_at(net: GlobalNet, images: torch.Tensor, base: torch.Tensor, img_idx: torch.Tensor,
+                top_left: torch.Tensor, patch_size: int, n: int,
+                steps: list[tuple[torch.Tensor, MaskStep]] | None = None,
+                plan: list[MaskStep] | None = None) -> torch.Tensor:
+    """Z_g `(B,128)` for holes at `top_left` `(B,2)` in images[img_idx] (differentiable).
+
+    images: normalised `(N,3,S,S)`; base: `hole_free_front(net, images)`; n: `window_side`.
+    steps: `front_steps` of the holes' mask crops and plan: `GlobalNet.mask_plan` of their
+    full-size masks; both depend on the geometry only, so scoring computes them once per grid
+    (`global_features_holes`) and training (`context_train.py`) here, from `top_left`.
+    """
+    dev = images.device
+    o0 = window_origins(top_left, patch_size, n, base.shape[-1])
+    crop = STRIDE * (n - 1) + FIELD
+    if steps is None:  # from the crops alone: outside its window the hole changes no mask
+        ar = torch.arange(crop, device=dev)
+        rows = (STRIDE * o0[:, :1] + ar)[:, :, None]  # (B,crop,1) image rows of the crop
+        cols = (STRIDE * o0[:, 1:] + ar)[:, None, :]
+        hole = ((rows >= top_left[:, :1, None]) & (rows < top_left[:, :1, None] + patch_size)
+                & (cols >= top_left[:, 1:, None]) & (cols < top_left[:, 1:, None] + patch_size))
+        steps = front_steps((~hole).float().unsqueeze(1))
+        m12 = base.new_ones(len(top_left), 1, *base.shape[-2:])
+        idx_r = (o0[:, :1] + ar[:n])[:, :, None]
+        idx_c = (o0[:, 1:] + ar[:n])[:, None, :]
+        m12[torch.arange(len(top_left), device=dev).view(-1, 1, 1), 0, idx_r, idx_c] = steps[-1][1].mask[:, 0]
+        plan = [MaskStep(m12, m12)] * FRONT + GlobalNet.mask_plan(m12, start=FRONT)  # only .mask of [FRONT-1] is read
+    win, _ = front(net, gather_windows(images, img_idx, STRIDE * o0, crop), steps[0][0], steps)
+    feat = base[img_idx].clone()
+    ar = torch.arange(n, device=dev)
+    b = torch.arange(len(top_left), device=dev).view(-1, 1, 1)
+    fl = feat.permute(0, 2, 3, 1)  # a view: writing into it writes into feat
+    fl[b, (o0[:, :1] + ar)[:, :, None], (o0[:, 1:] + ar)[:, None, :]] = win.permute(0, 2, 3, 1)
+    centres = top_left.to(feat.dtype) + (patch_size - 1) / 2
+    return net.back(feat, plan[FRONT - 1].mask, plan[FRONT:], centres)
 
 
 def global_features_holes(net: GlobalNet, images: torch.Tensor, img_idx: torch.Tensor,
                           hole_idx: torch.Tensor, grid: PatchGrid, plan: list[MaskStep],
                           base: torch.Tensor) -> torch.Tensor:
-    """Z_g `(B,128)` for pairs (images[img_idx[b]], hole hole_idx[b]).
+    """Z_g `(B,128)` for pairs (images[img_idx[b]], grid hole hole_idx[b]).
 
     images: normalised `(N,3,S,S)`; base: `hole_free_front(net, images)`, `(N,32,28,28)`;
     plan: `GlobalNet.mask_plan(grid.masks())`, the mask bookkeeping of the full-size holes.
     """
-    n, o0 = window_plan(grid)
+    n, _ = window_plan(grid)
     dev = images.device
-    o0 = o0.to(dev)[hole_idx]  # (B,2)
     steps = [(m[hole_idx], MaskStep(st.scale[hole_idx], st.mask[hole_idx]))
              for m, st in crop_steps(grid, str(dev))]
-    win, _ = front(net, gather_windows(images, img_idx, STRIDE * o0, STRIDE * (n - 1) + FIELD),
-                   steps[0][0], steps)  # (B,32,n,n): the window of layer 1_2 the hole changes
-    feat = base[img_idx].clone()
-    ar = torch.arange(n, device=dev)
-    b = torch.arange(len(hole_idx), device=dev).view(-1, 1, 1)
-    fl = feat.permute(0, 2, 3, 1)  # a view: writing into it writes into feat
-    fl[b, (o0[:, :1] + ar)[:, :, None], (o0[:, 1:] + ar)[:, None, :]] = win.permute(0, 2, 3, 1)
-    x, m = feat, plan[FRONT - 1].mask[hole_idx]
-    for conv, st in zip(net._convs()[FRONT:], plan[FRONT:]):
-        x, m = conv(x, m, MaskStep(st.scale[hole_idx], st.mask[hole_idx]))
-        if conv is not net.pconv4:
-            x = net.relu(x)
-    return x.flatten(1)
+    hole_plan = [MaskStep(st.scale[hole_idx], st.mask[hole_idx]) for st in plan]
+    return features_at(net, images, base, img_idx, grid.top_left.to(dev)[hole_idx], grid.patch_size,
+                       n, steps, hole_plan)

@@ -8,17 +8,40 @@ a partial convolution (Eq. 5), so the hole's pixels cannot reach Z_g ("no peekin
       -PConv1_1 3x3/2,32-> 30 -PConv1_2 3x3,32-> 28 -PConv2_1 3x3/2,64-> 13 -PConv2_2 3x3,64-> 11
       -PConv3_1 3x3/2,128-> 5 -PConv3_2 3x3,128-> 3 -PConv4 3x3,128-> 1      (ReLU between)
 
+Two architectures (`arch`):
+
+* ``"paper"`` - supp. Tab. 2 exactly, as drawn above.
+* ``"coords"`` - our deviation (measured in benchmarks/accuracy.py, chapter 4 of the book).
+  Tab. 2 never tells the network *where* the hole is: partial convolution hides the hole, and
+  by layer 1_2 the updated mask is all ones, so the position survives only as faint
+  renormalisation artefacts. A network that cannot tell which patch to predict can only
+  predict the average patch, and that is what the paper architecture learns in a short
+  schedule. "coords" adds the hole's position, and nothing of its pixels:
+    1. two channels concatenated to layer 1_2's output (the input of PConv2_1, 32 -> 34
+       channels): the offset of every location's receptive-field centre from the hole's centre,
+       in units of 128 px, so the later layers know which neighbour is left of the hole;
+    2. a learned position prior P added to the output: a (128, 17, 17) table of vectors over the
+       image, read bilinearly at the hole's centre - "what a patch here usually looks like" -
+       so the convolutions only need to learn how the context changes that.
+  The hole's centre is computed from the mask M0 alone (the mean position of its zeros), so
+  the no-peeking property is unchanged (tests/test_architecture.py checks both architectures).
+
 `mask_plan(mask)` runs the mask half of the network alone; its result can be passed back to
 `forward` so that many images with the same holes share the mask computations (scoring.py).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .partial_conv import MaskStep, PartialConv2d, mask_step, pool_mask
 
 IMAGE_SIZE = 256
+ARCHS = ("paper", "coords")
+PRIOR_SIDE = 17         # knots of the position prior per side ("coords"), one every 16 px
+COORD_UNIT = 128.0      # pixels per unit of the relative-coordinate channels ("coords")
+L12_STRIDE, L12_CENTRE = 8, 17  # layer 1_2 location o sees input pixels 8o .. 8o+34 (centre 8o+17)
 
 # (name, in, out, kernel, stride) of the partial convolutions after the first pooling layer.
 _TAB2 = [
@@ -32,6 +55,12 @@ _TAB2 = [
 ]
 
 
+def check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown Global-Net architecture {arch!r}; expected one of {', '.join(ARCHS)}")
+    return arch
+
+
 def check_image_and_mask(image: torch.Tensor, mask: torch.Tensor, size: int = IMAGE_SIZE) -> None:
     """Raise ValueError unless image is (B,3,size,size) and mask (B|1,1,size,size)."""
     if image.dim() != 4 or image.shape[1] != 3 or tuple(image.shape[2:]) != (size, size):
@@ -43,34 +72,79 @@ def check_image_and_mask(image: torch.Tensor, mask: torch.Tensor, size: int = IM
         raise ValueError(f"mask batch {mask.shape[0]} does not match image batch {image.shape[0]}")
 
 
-class GlobalNet(nn.Module):
-    """Global-Net of supplementary Tab. 2: image `(B,3,256,256)` + mask `(B,1,256,256)` -> `(B,128)`."""
+def hole_centres(mask: torch.Tensor) -> torch.Tensor:
+    """Centre (row, col) in pixels of the hole (the zeros) of each mask `(B,1,S,S)` -> `(B,2)`."""
+    hole = 1.0 - mask[:, 0].float()
+    pos = torch.arange(mask.shape[-1], device=mask.device, dtype=hole.dtype)
+    area = hole.sum(dim=(1, 2)).clamp(min=1.0)
+    return torch.stack([(hole.sum(2) * pos).sum(1) / area, (hole.sum(1) * pos).sum(1) / area], dim=1)
 
-    def __init__(self, feature_dim: int = 128):
+
+class GlobalNet(nn.Module):
+    """Global-Net: image `(B,3,256,256)` + mask `(B,1,256,256)` -> `(B,128)`; `arch` above."""
+
+    def __init__(self, feature_dim: int = 128, arch: str = "paper"):
         super().__init__()
+        self.arch = check_arch(arch)
+        extra = 2 if arch == "coords" else 0
         self.pconv0 = PartialConv2d(3, 16, 7, stride=2)
         self.relu0 = nn.ReLU()
         self.pool0 = nn.MaxPool2d(3, 2)
         for name, cin, cout, k, s in _TAB2:
-            setattr(self, name, PartialConv2d(cin, cout if name != "pconv4" else feature_dim, k, s))
+            setattr(self, name, PartialConv2d(cin + (extra if name == "pconv2_1" else 0),
+                                              cout if name != "pconv4" else feature_dim, k, s))
         self.relu = nn.ReLU()
+        if arch == "coords":
+            self.prior = nn.Parameter(torch.zeros(1, feature_dim, PRIOR_SIDE, PRIOR_SIDE))
 
     def _convs(self) -> list[PartialConv2d]:
         return [self.pconv0] + [getattr(self, name) for name, *_ in _TAB2]
 
     @staticmethod
-    def mask_plan(mask: torch.Tensor) -> list[MaskStep]:
+    def mask_plan(mask: torch.Tensor, start: int = 0) -> list[MaskStep]:
         """Mask bookkeeping of every partial convolution for masks `(B,1,256,256)`.
 
         Depends only on the hole geometry (never on the image or the weights), so it can be
-        computed once for a raster grid and reused for every test image.
+        computed once for a raster grid and reused for every test image. With `start` > 0,
+        `mask` is the input mask of convolution number `start` (e.g. 3: PConv2_1, a 28x28 mask)
+        and only the steps from there on are returned.
         """
         steps, m = [], mask
-        for i, (k, s) in enumerate([(7, 2)] + [(k, s) for _, _, _, k, s in _TAB2]):
+        kernels = [(7, 2)] + [(k, s) for _, _, _, k, s in _TAB2]
+        for i, (k, s) in enumerate(kernels[start:], start=start):
             step = mask_step(m, k, s)
             steps.append(step)
             m = pool_mask(step.mask, 3, 2) if i == 0 else step.mask
         return steps
+
+    def back(self, x: torch.Tensor, m: torch.Tensor, steps: list[MaskStep],
+             centres: torch.Tensor | None) -> torch.Tensor:
+        """Layers 2_1 .. 4 (+ the "coords" additions): layer 1_2 output `(B,32,28,28)`, its mask,
+        the mask steps of those layers and the hole centres `(B,2)` in pixels -> Z_g `(B,128)`."""
+        if self.arch == "coords":
+            side = x.shape[-1]
+            loc = torch.arange(side, device=x.device, dtype=x.dtype) * L12_STRIDE + L12_CENTRE
+            c = centres.to(x.dtype)
+            dy = (loc.view(1, side, 1) - c[:, :1, None]).expand(-1, side, side)
+            dx = (loc.view(1, 1, side) - c[:, 1:, None]).expand(-1, side, side)
+            rel = torch.stack([dy, dx], dim=1) / COORD_UNIT
+            x = torch.cat([x, rel], dim=1)
+        convs = self._convs()[len(self._convs()) - len(steps):]
+        for conv, st in zip(convs, steps):
+            x, m = conv(x, m, st)
+            if conv is not self.pconv4:
+                x = self.relu(x)
+        z = x.flatten(1)
+        if self.arch == "coords":
+            z = z + self.position_prior(centres)
+        return z
+
+    def position_prior(self, centres: torch.Tensor) -> torch.Tensor:
+        """The learned prior P at hole centres `(B,2)` (pixels) -> `(B,128)` ("coords" only)."""
+        xy = (centres.flip(1) / (IMAGE_SIZE - 1) * 2 - 1).to(self.prior.dtype)  # grid_sample wants (x, y)
+        out = F.grid_sample(self.prior.expand(len(xy), -1, -1, -1), xy.view(-1, 1, 1, 2),
+                            mode="bilinear", align_corners=True)
+        return out.flatten(1)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor,
                 plan: list[MaskStep] | None = None) -> torch.Tensor:
@@ -84,8 +158,8 @@ class GlobalNet(nn.Module):
         x, m = self.pconv0(image, mask, steps[0])
         x = self.pool0(self.relu0(x))
         m = pool_mask(m, 3, 2)
-        for i, conv in enumerate(convs[1:], start=1):
-            x, m = conv(x, m, steps[i])
-            if conv is not self.pconv4:
-                x = self.relu(x)
-        return x.flatten(1)
+        for conv, st in zip(convs[1:3], steps[1:3]):
+            x, m = conv(x, m, st)
+            x = self.relu(x)
+        centres = hole_centres(mask).expand(image.shape[0], -1) if self.arch == "coords" else None
+        return self.back(x, m, steps[3:], centres)

@@ -2,6 +2,13 @@
 
 IAD head (Eq. 7 in training, Eq. 11 at inference): no parameters, the mean squared difference
     s_IAD = (1/n) ||Z_l - Z_g||^2 with n = 128.
+Our option for Eq. 11 (`ResidualWhitener`, the short profiles; measured in benchmarks/accuracy.py):
+    s_IAD = (1/n) ||W (Z_l - Z_g)||^2,  W = C^(-1/2) (Cholesky), C the covariance of the residual
+    Z_l - Z_g on normal training patches.
+Global-Net cannot predict every direction of Z_l equally well; plain Eq. 11 lets the directions it
+predicts worst dominate the score of every normal patch. Whitening measures the residual in units
+of how far normal patches stray from their prediction in each direction, so a defect that moves
+Z_l where normal residuals never go stands out. With W = I it is Eq. 11.
 
 DAD head (Eq. 8 and 12, supplementary Tab. 3): a small classifier C on [Z*, Z_g] (256-d):
     FC 256->128, LeakyReLU(1e-2), FC 128->2, LeakyReLU(1e-2), Softmax.
@@ -22,11 +29,34 @@ MATCH, DISTORTED = 0, 1
 DAD_SLOPE = 1e-2
 
 
-def iad_score(z_l: torch.Tensor, z_g: torch.Tensor) -> torch.Tensor:
-    """Eq. 7 / Eq. 11: `(B,n), (B,n) -> (B,)` mean squared difference per sample."""
+def iad_score(z_l: torch.Tensor, z_g: torch.Tensor, whitener: "ResidualWhitener | None" = None) -> torch.Tensor:
+    """Eq. 7 / Eq. 11: `(B,n), (B,n) -> (B,)` mean squared difference per sample (of the
+    whitened residual when a fitted `whitener` is given)."""
     if z_l.shape != z_g.shape:
         raise ValueError(f"local and global features differ in shape: {tuple(z_l.shape)} vs {tuple(z_g.shape)}")
-    return (z_l - z_g).pow(2).mean(dim=1)
+    r = z_l - z_g
+    return (r if whitener is None else whitener(r)).pow(2).mean(dim=1)
+
+
+class ResidualWhitener(nn.Module):
+    """W of our whitened Eq. 11 (above): residuals `(..., n)` -> W r `(..., n)`; identity until fitted."""
+
+    def __init__(self, dim: int = 128):
+        super().__init__()
+        self.register_buffer("matrix", torch.eye(dim))
+
+    @torch.no_grad()
+    def fit(self, residuals: torch.Tensor, shrink: float = 1e-3) -> "ResidualWhitener":
+        """W = L^-1 with L L^T = C + shrink * mean(diag C) * I, C the covariance of `(M, n)` residuals."""
+        r = residuals.reshape(-1, residuals.shape[-1]).double()
+        c = torch.cov(r.t())
+        c = c + shrink * c.diagonal().mean() * torch.eye(len(c), dtype=c.dtype)
+        eye = torch.eye(len(c), dtype=c.dtype)
+        self.matrix.copy_(torch.linalg.solve_triangular(torch.linalg.cholesky(c), eye, upper=False).float())
+        return self
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return r @ self.matrix.to(r.device, r.dtype).t()
 
 
 class DADHead(nn.Module):

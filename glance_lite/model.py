@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from . import checkpoint
+from .context_train import FeatureScaler
 from .global_net import GlobalNet
-from .heads import DADHead
+from .heads import DADHead, ResidualWhitener
 from .local_net import Decoder, LocalNet
 from .patches import PatchGrid
 from .scoring import PatchScores, score_patches
@@ -21,17 +22,20 @@ from .scoring import PatchScores, score_patches
 class Glance(nn.Module):
     """Local-Net L, its decoder D (distillation only), Global-Net G and the DAD head C."""
 
-    def __init__(self, teacher_dim: int = 512):
+    def __init__(self, teacher_dim: int = 512, arch: str = "paper"):
         super().__init__()
         self.local_net = LocalNet()
         self.decoder = Decoder(teacher_dim=teacher_dim)
-        self.global_net = GlobalNet()
+        self.global_net = GlobalNet(arch=arch)
         self.head = DADHead()
+        self.scaler = FeatureScaler()  # identity unless fitted (context_train.py)
+        self.whitener = ResidualWhitener()  # identity (Eq. 11) unless fitted (heads.py)
 
     def score(self, images: torch.Tensor, grid: PatchGrid = PatchGrid(), chunk: int = 48,
               amp_dtype: torch.dtype | None = None) -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)`."""
-        return score_patches(self.local_net, self.global_net, self.head, images, grid, chunk, amp_dtype)
+        return score_patches(self.local_net, self.global_net, self.head, images, grid, chunk, amp_dtype,
+                             self.scaler, self.whitener)
 
 
 def save_model(path: str | Path, model: Glance, config: dict) -> None:
@@ -39,11 +43,29 @@ def save_model(path: str | Path, model: Glance, config: dict) -> None:
                            "models": {"glance": model.state_dict()}, "optim": None})
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Glance, dict]:
-    """Load a trained model written by `save_model` (e.g. RUN/glance.pt) -> (model in eval mode, config)."""
+def model_arch(config: dict) -> str:
+    """The Global-Net architecture a run was trained with (runs from before `arch`: "paper")."""
+    return config.get("profile", {}).get("global_arch", "paper")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               arch: str | None = None) -> tuple[Glance, dict]:
+    """Load a trained model written by `save_model` (e.g. RUN/glance.pt) -> (model in eval mode, config).
+
+    arch: the Global-Net architecture the caller expects ("paper" | "coords"); None accepts the
+    one the run was trained with. A mismatch fails with a message naming both.
+    """
     ckpt = checkpoint.load(path)
     if "glance" not in ckpt.get("models", {}):
         raise checkpoint.CheckpointError(f"{path} holds no trained Glance model (phase {ckpt.get('phase')!r})")
-    model = Glance()
-    checkpoint.load_state(model, ckpt["models"]["glance"], path, "Glance")
+    trained = model_arch(ckpt["config"])
+    if arch is not None and arch != trained:
+        raise checkpoint.CheckpointError(f"{path} was trained with Global-Net architecture {trained!r}, "
+                                         f"not {arch!r}; load it as {trained!r} or retrain with --arch {arch}")
+    model = Glance(arch=trained)
+    state = dict(ckpt["models"]["glance"])
+    for part in ("scaler", "whitener"):  # runs from before these existed: identity
+        for key, value in getattr(model, part).state_dict().items():
+            state.setdefault(f"{part}.{key}", value)
+    checkpoint.load_state(model, state, path, "Glance")
     return model.to(device).eval(), ckpt["config"]

@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 
 from . import __version__, checkpoint
 from .data import distillation_images, load_mvtec, random_crops
+from .context_train import context_step, fit_prior, fit_whitener, lattice, local_targets
 from .losses import joint_loss, local_loss
 from .model import Glance, save_model
-from .patches import crop, hole_masks, random_top_left
+from .patches import PatchGrid, crop, hole_masks, random_top_left
 from .profiles import Profile, get_profile
 from .stains import add_stains
 from .teacher import Teacher, load_teacher, normalize
@@ -66,8 +67,13 @@ def local_step(model: Glance, teacher: Teacher, images: torch.Tensor, batch: int
 
 
 def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Generator,
-                prof: Profile, device: torch.device) -> tuple[torch.Tensor, dict]:
-    """Eq. 10 on `batch` random (image, patch) pairs; half of the pairs get the stained patch."""
+                prof: Profile, device: torch.device, ctx: dict | None = None) -> tuple[torch.Tensor, dict]:
+    """Eq. 10 on `batch` training images. With `prof.holes_per_image` > 0, `batch` images x that
+    many holes each (context_train.py; ctx holds the precomputed targets and positions), else
+    `batch` random (image, patch) pairs as in the paper; half of the DAD pairs get the stained patch."""
+    if prof.holes_per_image:
+        return context_step(model, images, ctx["targets"], ctx["positions"], g, batch,
+                            prof.holes_per_image, prof.dad_holes, prof.lambda_t, device)
     idx = torch.randint(0, images.shape[0], (batch,), generator=g)
     size = images.shape[-1]
     tl = random_top_left(batch, size, 33, generator=g)
@@ -85,6 +91,29 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
 
 
 # ----------------------------------------------------------------------------- the run folder
+def prepare_context(model: Glance, images: torch.Tensor, prof: Profile, fresh: bool) -> dict:
+    """Targets of context training (context_train.py); on a fresh start (not a resume) also fit
+    the FeatureScaler (`prof.standardize`) and start the position prior ("coords")."""
+    positions = lattice(images.shape[-1], 33, prof.lattice_stride)
+    targets = local_targets(model.local_net, images, positions)
+    if fresh and prof.standardize:
+        model.scaler.fit(targets.float())
+    if fresh and prof.global_arch == "coords":
+        fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0).to(model.scaler.mean.device)).cpu())
+    return {"targets": targets, "positions": positions}
+
+
+def lr_factor(prof: Profile, step: int) -> float:
+    """Learning-rate multiplier at `step` of the train phase: linear warm-up over the first
+    `lr_warmup` of the steps, then cosine decay to 0; 1 throughout when lr_warmup = 0 (paper)."""
+    if prof.lr_warmup <= 0:
+        return 1.0
+    warm = max(1, round(prof.lr_warmup * prof.train_steps))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, prof.train_steps - warm)))
+
+
 def _check_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to touch an existing run unless asked to (nothing is written here)."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -163,7 +192,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     cfg_path.write_text(json.dumps(config, indent=2))
 
     torch.manual_seed(seed)
-    model = Glance().to(device)
+    model = Glance(arch=prof.global_arch).to(device)
     state = {"phase": PHASES[0], "step": 0}
     ckpt_path = run_dir / "checkpoint.pt"
     if not need_local:
@@ -182,8 +211,11 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     batch = {"distill": prof.distill_batch, "finetune": prof.finetune_batch, "train": prof.train_batch}
     for phase in PHASES[PHASES.index(state["phase"]):]:
         start = state["step"] if phase == state["phase"] else 0
+        ctx = None
         if phase == "train":
             model.local_net.requires_grad_(False).eval()
+            if prof.holes_per_image:
+                ctx = prepare_context(model, images[phase], prof, fresh=start == 0)
             opt = torch.optim.Adam([{"params": model.global_net.parameters(), "lr": prof.lr_global},
                                     {"params": model.head.parameters(), "lr": prof.lr_head}],
                                    betas=(0.9, 0.999))
@@ -204,7 +236,9 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
             for step in bar:
                 g = step_generator(seed, phase, step)
                 if phase == "train":
-                    loss, parts = global_step(model, images[phase], batch[phase], g, prof, device)
+                    for group, lr in zip(opt.param_groups, (prof.lr_global, prof.lr_head)):
+                        group["lr"] = lr * lr_factor(prof, step)
+                    loss, parts = global_step(model, images[phase], batch[phase], g, prof, device, ctx)
                 else:
                     loss, parts = local_step(model, tch, images[phase], batch[phase], g, prof, device)
                 if not math.isfinite(loss.item()):
@@ -227,5 +261,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
             checkpoint.save(run_dir / "local.pt", {"config": config, "phase": "finetune", "step": steps[phase],
                                                   "models": {"local_net": model.local_net.state_dict()},
                                                   "optim": None})
+    if prof.whiten_iad:  # our whitened Eq. 11 (heads.py): residual covariance on training patches
+        fit_whitener(model, images["train"], PatchGrid(per_side=prof.grid_per_side), chunk=prof.score_chunk)
     save_model(run_dir / "glance.pt", model.cpu(), config)
     return run_dir / "glance.pt"

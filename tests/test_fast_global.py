@@ -24,10 +24,13 @@ def test_window_covers_every_position_the_hole_changes(grid):
         assert changed[:, 1].min() >= c0 and changed[:, 1].max() < c0 + q_side
 
 
+@pytest.mark.parametrize("arch", ["paper", "coords"])
 @pytest.mark.parametrize("grid", [PatchGrid(), PatchGrid(per_side=5), PatchGrid(per_side=4, patch_size=17)])
-def test_fast_path_equals_global_net(grid):
+def test_fast_path_equals_global_net(grid, arch):
     torch.manual_seed(1)
-    net = GlobalNet().eval()
+    net = GlobalNet(arch=arch).eval()
+    if arch == "coords":
+        torch.nn.init.normal_(net.prior)
     imgs = normalize(torch.rand(2, 3, 256, 256))
     masks, plan = grid.masks(), _grid_plan(grid, "cpu")
     k, k2 = grid.per_side, grid.n_patches

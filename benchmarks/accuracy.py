@@ -1,0 +1,132 @@
+"""Accuracy benchmark: Glance and its peers on the synthetic categories and the real development sets.
+
+    python benchmarks/accuracy.py                          # cpu profile, seed 0, all datasets
+    python benchmarks/accuracy.py --seeds 0 1 --datasets circuit cable
+    python benchmarks/accuracy.py --arch paper --datasets circuit    # the faithful Global-Net
+
+For every dataset and seed it runs `glance_lite.baselines.compare` (Glance trained and evaluated
+with the profile, then local-only, NNS, Gaussian and AMC on the same data, seed and metrics) and
+prints one table: PRO, pixel / image AUROC, PRO on structural / logical defects, and for Glance
+the context diagnostic (R^2 of Global-Net and of the per-position mean on normal test patches,
+diagnostics.py), the DAD head's final loss (mean of the last 50 steps; ln 2 = 0.693 is chance)
+and the seconds of training + evaluation. The table and the raw numbers go to
+benchmarks/results/accuracy-<profile>-<arch>.{md,json}; the README and the book quote those files.
+
+Datasets: the synthetic categories (generated into --data at the profile's size) and, when the
+folder --real exists (../shared/data/real in this project's workspace, not shipped), every
+category in it. Finished comparisons are reused (delete --out or pass --overwrite to redo them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from glance_lite.baselines.compare import METHODS, compare
+from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, make_synthetic
+from glance_lite.profiles import get_profile
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+def dad_final_loss(run_dir: Path, last: int = 50) -> float | None:
+    """Mean l_DAD of the last `last` Global-Net steps in RUN/log.jsonl."""
+    log = run_dir / "log.jsonl"
+    if not log.exists():
+        return None
+    vals = [json.loads(ln)["l_dad"] for ln in log.read_text().splitlines() if '"train"' in ln]
+    return sum(vals[-last:]) / len(vals[-last:]) if vals else None
+
+
+def run_one(data_root: Path, category: str, out: Path, prof, teacher: str, seed: int, overwrite: bool) -> dict:
+    """compare() for one dataset and seed (reused when finished) -> {method: metrics} + Glance extras."""
+    if overwrite or not (out / "comparison.json").exists():
+        compare(data_root, category, out, prof, teacher, seed, overwrite=True, progress=False)
+    rows = json.loads((out / "comparison.json").read_text())
+    ev = json.loads((out / "glance_eval" / "metrics.json").read_text())
+    settings = json.loads((out / "comparison_settings.json").read_text())
+    rows["glance"].update(ev.get("context", {}))
+    rows["glance"]["dad_loss"] = dad_final_loss(out / "glance_run")
+    rows["glance"]["seconds"] = settings["fit_seconds"]["glance_train"] + ev["seconds_per_image"] * ev["n_images"]
+    return rows
+
+
+def fmt(v, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def table(results: dict) -> str:
+    """{dataset: {seed: {method: row}}} -> a Markdown table (one line per dataset, method and seed)."""
+    head = ("| dataset | method | seed | PRO | pixel AUROC | image AUROC | PRO struct | PRO logic "
+            "| R² Global-Net | R² position mean | DAD loss | s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for ds, seeds in results.items():
+        for method in METHODS:
+            for seed, rows in seeds.items():
+                m = rows[method]
+                k = m.get("per_kind", {})
+                lines.append(f"| {ds} | {method} | {seed} | {fmt(m['pro'])} | {fmt(m['pixel_auroc'])} "
+                             f"| {fmt(m['image_auroc'])} | {fmt(k.get('structural', {}).get('pro'))} "
+                             f"| {fmt(k.get('logical', {}).get('pro'))} | {fmt(m.get('r2_global'))} "
+                             f"| {fmt(m.get('r2_position_mean'))} | {fmt(m.get('dad_loss'))} "
+                             f"| {fmt(m.get('seconds'), 0)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="cpu", help="run profile (default cpu)")
+    ap.add_argument("--arch", choices=["paper", "coords"], default=None,
+                    help="Global-Net architecture (default: the profile's)")
+    ap.add_argument("--teacher", default="random", help="teacher (default random: offline)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    ap.add_argument("--datasets", nargs="+", default=None,
+                    help="subset of the synthetic categories and real category names (default: all)")
+    ap.add_argument("--data", default=str(ROOT / "data" / "synthetic"), help="synthetic data folder")
+    ap.add_argument("--real", default=str(DEFAULT_REAL), help="folder of real sets in MVTec layout")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "accuracy"), help="runs folder")
+    ap.add_argument("--overwrite", action="store_true", help="recompute finished comparisons")
+    args = ap.parse_args(argv)
+
+    prof = get_profile(args.profile, **({"global_arch": args.arch} if args.arch else {}))
+    real = Path(args.real)
+    sets = {c: Path(args.data) for c in SYNTHETIC_CATEGORIES}
+    if real.is_dir():
+        sets.update({c: real for c in list_categories(real)})
+    else:
+        print(f"NOTE: no real development sets at {real}; synthetic categories only", file=sys.stderr)
+    if args.datasets:
+        unknown = [d for d in args.datasets if d not in sets]
+        if unknown:
+            raise SystemExit(f"accuracy.py: unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(sets)}")
+        sets = {d: sets[d] for d in args.datasets}
+    synth = [c for c, root in sets.items() if c in SYNTHETIC_CATEGORIES]
+    if synth:
+        make_synthetic(args.data, seed=0, categories=synth, **dict(prof.synthetic))
+
+    tag = f"{prof.name}-{prof.global_arch}"
+    results: dict = {}
+    for ds, root in sets.items():
+        for seed in args.seeds:
+            t = time.perf_counter()
+            out = Path(args.out) / tag / ds / f"seed{seed}"
+            results.setdefault(ds, {})[seed] = run_one(root, ds, out, prof, args.teacher, seed, args.overwrite)
+            print(f"{ds} seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    text = (f"Profile `{prof.name}`, Global-Net `{prof.global_arch}`, teacher `{args.teacher}`, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n" + table(results))
+    print(text)
+    res_dir = ROOT / "benchmarks" / "results"
+    res_dir.mkdir(exist_ok=True)
+    (res_dir / f"accuracy-{tag}.md").write_text(text + "\n")
+    (res_dir / f"accuracy-{tag}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

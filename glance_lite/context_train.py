@@ -1,0 +1,141 @@
+"""Training Global-Net and the DAD head with many holes per image (paper Sec. 3.2, Eq. 7-10).
+
+The paper trains on one random (image, patch) pair per sample: a full masked pass of Global-Net
+per hole and two Local-Net passes (p and its stained copy p-). That is how `train.global_step`
+does it (the `paper` profile). In a short schedule it gives Global-Net far too little
+supervision, so the short profiles use the same loss, computed more cheaply:
+
+* Targets once. Local-Net is frozen in this phase, so the targets Z_l of every training image
+  at every position of a lattice (corners on multiples of `stride` pixels) are computed once,
+  before training (`local_targets`, through the dense path of fast_local.py).
+* Many holes per image. Global-Net's layers 0 .. 1_2 run once per image without a hole, and
+  each hole recomputes only the window that it changes (fast_global.py, the same exact maths
+  as scoring, differentiable). So a step of 8 images x 64 holes costs about as much as a few
+  dozen full passes.
+* Standardised targets (our reading of Eq. 7, after Bergmann et al., "Uninformed Students",
+  CVPR 2020, who normalise the teacher's outputs the same way). Z_l carries a common offset
+  hundreds of times larger than its variance; a short schedule spends itself learning the
+  offset. `FeatureScaler` holds the per-dimension mean and std of the training targets; it is
+  saved with the model and applied identically in training and scoring, so s_IAD (Eq. 11) is
+  measured in units of each dimension's spread. With `standardize=False` it is the identity.
+* After training, `fit_whitener` estimates the covariance of the residual Z_l - Z_g on normal
+  training patches for our whitened Eq. 11 (heads.py, `ResidualWhitener`).
+* The DAD head (Eq. 8-9) sees the first `dad_holes` holes of a step: equiprobably the real patch
+  or its stained copy (stains.py), whose Local-Net feature is computed on the fly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .fast_global import features_at, hole_free_front, window_side
+from .fast_local import grid_local_features
+from .losses import joint_loss
+from .patches import PatchGrid, crop
+from .scoring import patch_features
+from .stains import add_stains
+from .teacher import normalize
+
+
+class FeatureScaler(nn.Module):
+    """Per-dimension standardisation of local features: z `(..., 128)` -> (z - mean) / std."""
+
+    def __init__(self, dim: int = 128):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, z: torch.Tensor, eps: float = 1e-6) -> "FeatureScaler":
+        """Mean and std of features `(M, 128)` (e.g. all training targets)."""
+        z = z.reshape(-1, z.shape[-1]).double()
+        self.mean.copy_(z.mean(0))
+        self.std.copy_(z.std(0).clamp(min=eps))
+        return self
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean.to(z.device, z.dtype)) / self.std.to(z.device, z.dtype)
+
+
+def lattice(image_size: int = 256, patch_size: int = 33, stride: int = 4) -> torch.Tensor:
+    """`(P,2)` top-left corners on multiples of `stride` (even, so fast_local's dense path applies)."""
+    if stride % 2:
+        raise ValueError(f"lattice stride must be even (fast_local.py needs even corners); got {stride}")
+    pos = torch.arange(0, image_size - patch_size + 1, stride)
+    r, c = torch.meshgrid(pos, pos, indexing="ij")
+    return torch.stack([r.reshape(-1), c.reshape(-1)], dim=1)
+
+
+@torch.no_grad()
+def local_targets(local_net: nn.Module, images: torch.Tensor, positions: torch.Tensor,
+                  batch_images: int = 4, dtype: torch.dtype = torch.float16) -> torch.Tensor:
+    """Z_l of every image `(N,3,S,S)` in [0,1] at every position `(P,2)` -> `(N,P,128)` on the CPU.
+
+    Stored in float16 by default (about 0.8 MB per image for the stride-4 lattice)."""
+    local_net.eval()
+    dev = next(local_net.parameters()).device
+    out = [grid_local_features(local_net, normalize(b.to(dev)), positions.to(dev), 33, 512).to("cpu", dtype)
+           for b in images.split(batch_images)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fit_prior(net: nn.Module, positions: torch.Tensor, mean_targets: torch.Tensor) -> float:
+    """Start the "coords" position prior P (global_net.py) at the per-position mean target.
+
+    positions `(P,2)` top-left corners, mean_targets `(P,128)` the mean (standardised) target
+    there over the training images. Least squares: the knot table whose bilinear reading at the
+    P hole centres is closest to the means. Returns the R^2 of that fit over the P means.
+    """
+    centres = positions.float() + (33 - 1) / 2
+    eye = torch.eye(net.prior.shape[-1] ** 2).view(-1, 1, *net.prior.shape[-2:])  # one knot each
+    saved = net.prior.data.clone()
+    basis = []
+    for e in eye.split(64):  # the interpolation weight of every knot at every centre
+        net.prior.data = e.view(len(e), 1, *e.shape[-2:]).transpose(0, 1).contiguous()
+        basis.append(net.position_prior(centres))
+    net.prior.data = saved
+    a = torch.cat(basis, dim=1)  # (P, K*K)
+    sol = torch.linalg.lstsq(a.double(), mean_targets.double()).solution  # (K*K, 128)
+    net.prior.copy_(sol.t().reshape(net.prior.shape).float())
+    fit = a @ sol.float()
+    return float(1 - (fit - mean_targets).pow(2).sum() / (mean_targets - mean_targets.mean(0)).pow(2).sum())
+
+
+def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
+                 g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
+                 device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
+
+    images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
+    Uses model.local_net (frozen), model.global_net, model.head and model.scaler.
+    """
+    idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
+    pick = torch.randint(0, positions.shape[0], (n_images, holes), generator=g)
+    tl = positions[pick].view(-1, 2)                                    # (n_images*holes, 2)
+    img_idx = torch.arange(n_images).repeat_interleave(holes)
+    z_l = model.scaler(targets[idx[:, None], pick].view(-1, targets.shape[-1]).float().to(device))
+    imgs = normalize(images[idx].to(device))
+    base = hole_free_front(model.global_net, imgs)
+    z_g = features_at(model.global_net, imgs, base, img_idx.to(device), tl.to(device), 33,
+                      window_side(33))
+    # DAD head on the first dad_holes holes: the real patch or its stained copy, equiprobably
+    k = min(dad_holes, len(tl))
+    p = crop(images[idx][img_idx[:k]], tl[:k].unsqueeze(1), 33)[:, 0]
+    p_neg, _ = add_stains(p, generator=g)
+    is_real = (torch.rand(k, generator=g) < 0.5).to(device)
+    with torch.no_grad():
+        z_neg = model.scaler(model.local_net(normalize(p_neg.to(device))))
+    z_star = torch.where(is_real[:, None], z_l[:k], z_neg)
+    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t)
+
+
+@torch.no_grad()
+def fit_whitener(model: nn.Module, images: torch.Tensor, grid: PatchGrid, max_images: int = 40,
+                 chunk: int = 48) -> None:
+    """Fit model.whitener on the residuals of up to `max_images` training images `(N,3,S,S)`
+    (evenly spaced through the set) at every patch of the scoring grid."""
+    pick = torch.linspace(0, len(images) - 1, min(max_images, len(images))).round().long().unique()
+    model.eval()
+    z_l, z_g = patch_features(model.local_net, model.global_net, images[pick], grid, chunk)
+    model.whitener.fit(model.scaler(z_l) - z_g)

@@ -1,0 +1,152 @@
+"""Context training (context_train.py), the "coords" Global-Net and the R^2 diagnostic."""
+import math
+
+import pytest
+import torch
+
+from glance_lite import GlobalNet, normalize
+from glance_lite.checkpoint import CheckpointError
+from glance_lite.context_train import FeatureScaler, context_step, fit_prior, lattice, local_targets
+from glance_lite.diagnostics import context_r2, r2
+from glance_lite.fast_global import features_at, hole_free_front, window_side
+from glance_lite.global_net import hole_centres
+from glance_lite.model import Glance, load_model, save_model
+from glance_lite.patches import crop, hole_masks
+from glance_lite.profiles import get_profile
+from glance_lite.train import lr_factor, step_generator
+
+
+@pytest.mark.parametrize("arch", ["paper", "coords"])
+def test_training_path_equals_global_net_and_has_gradients(arch):
+    """features_at without a precomputed plan (training) = GlobalNet.forward, and backpropagates."""
+    torch.manual_seed(0)
+    net = GlobalNet(arch=arch)
+    if arch == "coords":
+        torch.nn.init.normal_(net.prior)
+    imgs = normalize(torch.rand(2, 3, 256, 256))
+    tl = torch.tensor([[0, 0], [223, 223], [100, 36], [4, 200], [223, 0]])
+    idx = torch.tensor([0, 1, 0, 1, 1])
+    z = features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33))
+    with torch.no_grad():
+        ref = net(imgs[idx], hole_masks(tl, 256, 33))
+    assert torch.allclose(z, ref, atol=1e-5)
+    z.pow(2).sum().backward()
+    assert net.pconv0.weight.grad.abs().sum() > 0 and net.pconv4.weight.grad.abs().sum() > 0
+    if arch == "coords":
+        assert net.prior.grad.abs().sum() > 0
+
+
+def test_hole_centres_come_from_the_mask():
+    tl = torch.tensor([[0, 0], [10, 200], [223, 5]])
+    assert torch.allclose(hole_centres(hole_masks(tl, 256, 33)), tl.float() + 16)
+
+
+def test_coords_net_knows_where_the_hole_is():
+    """Same image, two hole positions: the coords prior alone separates them."""
+    torch.manual_seed(1)
+    net = GlobalNet(arch="coords").eval()
+    with torch.no_grad():
+        net.prior.zero_()
+        net.prior[:, 0, 1, 1] = 5.0  # a bump at the knot nearest to (16, 16) only
+        img = torch.zeros(1, 3, 256, 256)
+        near = net(img, hole_masks(torch.tensor([[0, 0]]), 256, 33))
+        far = net(img, hole_masks(torch.tensor([[200, 200]]), 256, 33))
+    assert near[0, 0] - far[0, 0] > 1.0
+
+
+def test_unknown_arch_is_refused_with_the_valid_values():
+    with pytest.raises(ValueError, match="paper, coords"):
+        GlobalNet(arch="nope")
+    with pytest.raises(ValueError, match="paper or coords"):
+        get_profile("smoke", global_arch="nope")
+
+
+def test_loading_a_model_as_another_arch_names_both(tmp_path):
+    save_model(tmp_path / "g.pt", Glance(arch="coords"), {"profile": {"global_arch": "coords"}})
+    model, _ = load_model(tmp_path / "g.pt")
+    assert model.global_net.arch == "coords"
+    with pytest.raises(CheckpointError, match="'coords'.*'paper'"):
+        load_model(tmp_path / "g.pt", arch="paper")
+
+
+def test_scaler_standardises_and_travels_with_the_model(tmp_path):
+    z = torch.randn(500, 128) * 0.1 + 5.0
+    model = Glance()
+    model.scaler.fit(z)
+    s = model.scaler(z)
+    assert s.mean(0).abs().max() < 1e-4 and (s.std(0) - 1).abs().max() < 1e-3
+    save_model(tmp_path / "g.pt", model, {"profile": {}})
+    loaded, _ = load_model(tmp_path / "g.pt")
+    assert torch.equal(loaded.scaler.mean, model.scaler.mean)
+
+
+def test_old_checkpoints_without_a_scaler_load_as_identity(tmp_path):
+    model = Glance()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("scaler.")}
+    from glance_lite import checkpoint
+    checkpoint.save(tmp_path / "old.pt", {"config": {"profile": {}}, "phase": "done", "step": 0,
+                                          "models": {"glance": state}, "optim": None})
+    loaded, _ = load_model(tmp_path / "old.pt")
+    z = torch.randn(3, 128)
+    assert torch.equal(loaded.scaler(z), z)
+
+
+def test_lattice_and_targets_match_local_net_on_crops():
+    pos = lattice(stride=64)
+    assert pos.shape == (16, 2) and (pos % 64 == 0).all() and pos.max() <= 223
+    with pytest.raises(ValueError, match="even"):
+        lattice(stride=5)
+    torch.manual_seed(2)
+    model = Glance().eval()
+    imgs = torch.rand(2, 3, 256, 256)
+    t = local_targets(model.local_net, imgs, pos, dtype=torch.float32)
+    with torch.no_grad():
+        ref = model.local_net(normalize(crop(imgs, pos, 33).flatten(0, 1))).view(2, 16, -1)
+    assert torch.allclose(t, ref, atol=1e-4)
+
+
+def test_prior_fit_recovers_a_smooth_position_mean():
+    pos = lattice(stride=8)
+    c = pos.float() + 16
+    means = torch.stack([torch.sin(c[:, 0] / 60), torch.cos(c[:, 1] / 50), c[:, 0] / 256 - c[:, 1] / 256], 1)
+    means = torch.cat([means, torch.zeros(len(pos), 125)], 1)
+    net = GlobalNet(arch="coords")
+    assert fit_prior(net, pos, means) > 0.99
+    with torch.no_grad():
+        assert r2(net.position_prior(c)[:, :3], means[:, :3]) > 0.99
+
+
+def test_context_step_trains_global_net_and_head_not_local_net():
+    torch.manual_seed(3)
+    model = Glance(arch="coords")
+    model.local_net.requires_grad_(False)
+    imgs = torch.rand(3, 3, 256, 256)
+    pos = lattice(stride=64)
+    tg = local_targets(model.local_net, imgs, pos)
+    model.scaler.fit(tg.float())
+    loss, parts = context_step(model, imgs, tg, pos, step_generator(0, "t", 0), 2, 5, 4, 0.01,
+                               torch.device("cpu"))
+    loss.backward()
+    assert math.isfinite(loss.item()) and set(parts) == {"l_iad", "l_dad", "loss"}
+    assert model.global_net.pconv2_1.weight.grad.abs().sum() > 0
+    assert model.head.fc0.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.local_net.parameters())
+
+
+def test_lr_schedule_warms_up_then_decays():
+    prof = get_profile("cpu", train_steps=100, lr_warmup=0.1)
+    f = [lr_factor(prof, s) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] < 0.01
+    assert lr_factor(get_profile("paper"), 1234) == 1.0
+
+
+def test_r2_of_the_trivial_predictors():
+    torch.manual_seed(4)
+    pos_mean = torch.randn(1, 9, 128)
+    train = pos_mean + 0.1 * torch.randn(20, 9, 128)
+    test = pos_mean + 0.1 * torch.randn(5, 9, 128)
+    r = context_r2(test, test + 0.01 * torch.randn_like(test), train)
+    assert r["r2_global"] > 0.99 and r["r2_position_mean"] > 0.95 and abs(r["r2_constant"]) < 0.05
+    r = context_r2(test, train.mean((0, 1)).expand_as(test), train)  # a constant "Global-Net"
+    assert r["r2_global"] < r["r2_position_mean"]
