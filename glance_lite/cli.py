@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="evaluation folder (metrics.json, maps, figure.png)")
     p.add_argument("--lambda-s", type=float, default=None, help="score weight of Eq. 13 (default 0.8)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="auto",
+                   help="mixed precision for scoring: auto = bf16 on GPUs that do it natively, fp16 on "
+                        "older ones (e.g. a T4), float32 on a CPU (default auto)")
 
     p = sub.add_parser("demo", help="synth + train + evaluate on the synthetic default, print a table")
     p.add_argument("--data", default=None, help=f"where the synthetic set goes (default {DEFAULT_DATA}, or "
@@ -290,10 +293,25 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
     _check_run(args)
     _check_data(args.data)
-    m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device)
+    m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device, amp=args.amp)
     print(metrics_table({args.category: m}))
     print(f"metrics: {Path(args.out) / 'metrics.json'}")
     return 0
+
+
+def _local_only(run_dir: Path, root: Path, category: str, prof, device) -> dict:
+    """Metrics of the local-only baseline (same Local-Net, no context) on the test split."""
+    import torch
+    from .baselines.local_only import LocalOnly, load_local_net
+    from .data import DEFECT_KINDS, load_mvtec
+    from .metrics import evaluate_maps
+    from .patches import PatchGrid
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train, test = load_mvtec(root, category, "train"), load_mvtec(root, category, "test")
+    local = LocalOnly(load_local_net(run_dir / "local.pt").to(dev), PatchGrid(per_side=prof.grid_per_side),
+                      prof.idw_power, prof.score_chunk).fit(train.images)
+    maps = local.maps(test.images).float().numpy()
+    return evaluate_maps(test.masks[:, 0].numpy() > 0.5, maps, test.labels.numpy(), list(test.defects), DEFECT_KINDS)
 
 
 def cmd_demo(args) -> int:
@@ -311,8 +329,14 @@ def cmd_demo(args) -> int:
         t = time.perf_counter()
         _train(run_dir, root, cat, prof, teacher, args, resume=not args.overwrite, overwrite=args.overwrite)
         rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
+        rows[f"{cat} local-only"] = _local_only(run_dir, root, cat, prof, args.device)
         print(f"{cat}: trained and evaluated in {time.perf_counter() - t:.1f} s -> {ev / 'metrics.json'}")
     print(f"\nprofile {prof.name}, teacher {teacher}\n" + metrics_table(rows))
+    for cat in cats:
+        c = rows[cat].get("context")
+        if c:
+            print(f"{cat}: Global-Net R^2 {c['r2_global']:.3f} vs position mean {c['r2_position_mean']:.3f} "
+                  f"on normal test patches (higher: it learned from the context)")
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     figure = out / (cats[0] if len(cats) == 1 else "CATEGORY") / "eval" / "figure.png"
     print(f"{MEANING.get(prof.name, '')}\nfigure: {figure}; summary: {out / 'summary.json'}")

@@ -22,6 +22,7 @@ from .idw import idw_maps
 from .metrics import evaluate_maps
 from .model import Glance, load_model
 from .patches import PatchGrid
+from .devices import amp_dtype_for, resolve_device
 from .diagnostics import context_r2, grid_targets
 from .profiles import profile_from_config
 from .scoring import PatchScores, combine, head_scores, patch_features
@@ -65,20 +66,23 @@ def metrics_for(scores: PatchScores, split: MVTecSplit, lambda_s: float, power: 
 
 def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir: str | Path,
              lambda_s: float | None = None, device: str | torch.device | None = None,
-             figure: bool = True) -> dict:
-    """Score the test split of `category` with RUN/glance.pt and write OUT/metrics.json etc."""
+             figure: bool = True, amp: str = "auto") -> dict:
+    """Score the test split of `category` with RUN/glance.pt and write OUT/metrics.json etc.
+
+    amp: autocast for scoring (devices.py): auto = bf16 on GPUs that do it natively, fp16 on
+    older ones (Colab's T4), float32 on a CPU; or bf16 | fp16 | off."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, config = load_model(run_dir / "glance.pt")
     prof = profile_from_config(config["profile"])  # the run's own settings, overrides included
     lambda_s = prof.lambda_s if lambda_s is None else lambda_s
     split = load_mvtec(data_root, category, "test")
     _writable(out_dir)
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
+    amp_dtype = amp_dtype_for(dev, amp)
     model.to(dev)
     grid = PatchGrid(per_side=prof.grid_per_side)
-    amp = torch.bfloat16 if dev.type == "cuda" else None
     t0 = time.perf_counter()
-    scores, (z_l, z_g) = score_split(model, split, grid, prof.score_chunk, amp_dtype=amp,
+    scores, (z_l, z_g) = score_split(model, split, grid, prof.score_chunk, amp_dtype=amp_dtype,
                                      keep=split.labels == 0)
     seconds = time.perf_counter() - t0
     result = metrics_for(scores, split, lambda_s, prof.idw_power)
@@ -89,7 +93,8 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
                    "grid_align": grid.align,
                    "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),
                    "device": str(dev), "teacher": config.get("teacher"), "profile": prof.name,
-                   "global_arch": prof.global_arch, "standardize": prof.standardize})
+                   "global_arch": prof.global_arch, "standardize": prof.standardize,
+                   "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32"})
     np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
                         labels=split.labels.numpy(), defects=np.array(split.defects),
                         paths=np.array(split.paths), grid_align=grid.align)

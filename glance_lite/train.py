@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, checkpoint
+from .devices import resolve_device
 from .data import distillation_images, load_mvtec, random_crops
 from .context_train import context_step, fit_prior, fit_whitener, lattice, local_targets
 from .losses import joint_loss, local_loss
@@ -165,7 +166,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     teacher = teacher or prof.default_teacher
-    device = torch.device(device) if device else default_device()
+    device = resolve_device(device)
     run_dir = Path(run_dir)
     config = {"category": category, "data_root": str(data_root), "profile": prof.to_dict(),
               "teacher": teacher, "seed": seed, "package_version": __version__}

@@ -215,3 +215,20 @@ def test_overwrite_retrains_even_with_an_old_local_net(synth_root, category, tra
     shutil.copytree(trained.parent, run)
     path = train(run, synth_root, category, "smoke", "random", seed=1, progress=False, overwrite=True)
     assert (run / "local.pt").exists() and path.exists()
+
+
+def test_evaluate_uses_the_runs_own_profile_overrides(synth_root, category, tmp_path):
+    """A run trained with overrides (grid, lambda_s, paper architecture) is evaluated with them."""
+    prof = get_profile("smoke", grid_per_side=4, lambda_s=0.5, global_arch="paper", train_steps=2)
+    run = train(tmp_path / "r", synth_root, category, prof, "random", seed=2, progress=False)
+    m = evaluate(run.parent, synth_root, category, tmp_path / "ev", figure=False)
+    assert m["grid_per_side"] == 4 and m["lambda_s"] == 0.5 and m["global_arch"] == "paper"
+    assert load_model(run)[0].global_net.arch == "paper"
+    m = evaluate(run.parent, synth_root, category, tmp_path / "ev2", lambda_s=0.9, figure=False)
+    assert m["lambda_s"] == 0.9  # an explicit argument overrides, and is recorded
+
+
+def test_evaluate_reports_the_context_diagnostic(trained, synth_root, category, tmp_path):
+    m = evaluate(trained.parent, synth_root, category, tmp_path / "ev", figure=False)
+    assert set(m["context"]) == {"r2_global", "r2_position_mean", "r2_constant"}
+    assert m["amp"] == "float32"

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..data import DEFECT_KINDS, load_mvtec
+from ..devices import resolve_device
 from ..evaluate import evaluate
 from ..metrics import evaluate_maps
 from ..patches import PatchGrid
@@ -91,7 +92,7 @@ def compare(data_root: str | Path, category: str, out_dir: str | Path, prof: Pro
     if result_path.exists() and not overwrite:
         raise ValueError(f"{result_path} already exists; pass --overwrite to compute the comparison again "
                          f"(a finished Glance run in {out_dir / 'glance_run'} is reused)")
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     # bad data fails here, with the file names, before any training
     train_set = load_mvtec(data_root, category, "train")
     test_set = load_mvtec(data_root, category, "test")
