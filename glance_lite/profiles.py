@@ -5,9 +5,12 @@
     colab  one GPU (a Colab T4), <= 15 min per chapter.
     paper  the supplementary's schedule: 50K + 50K Local-Net steps, 200K Global-Net steps.
 
-The short profiles (cpu, colab) take a few hundred to a few thousand steps instead of 200K, so
-they use larger learning rates for Global-Net (5e-4) and the DAD head (1e-3; the paper's 1e-5
-barely moves the head in 1000 steps: its loss stays at ln 2). `paper` keeps the supplementary's.
+The short profiles (smoke, cpu, colab) take a few to a few thousand steps instead of 200K, so
+they train Global-Net our way (`SHORT` below; context_train.py, README "Global-Net: the paper's
+recipe and ours"): the "coords" architecture, standardised targets, many holes per image, a
+warm-up + cosine schedule, larger learning rates for Global-Net (1e-3) and the DAD head (1e-3;
+the paper's 1e-5 barely moves the head in 1000 steps: its loss stays at ln 2), and the whitened
+s_IAD. `paper` keeps the supplementary's recipe and rates.
 
 Choose with an argument or the GLANCE_PROFILE environment variable; `auto` (the default) is
 `colab` when CUDA is available and `cpu` otherwise.
@@ -74,7 +77,7 @@ PROFILES = {
                    train_steps=1000, train_batch=8, grid_per_side=20, checkpoint_every=50,
                    score_chunk=48, lr_global=1e-3, lr_head=1e-3, **SHORT),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
-                     finetune_batch=16, train_steps=8000, train_batch=64, teacher_input=112,
+                     finetune_batch=16, train_steps=8000, train_batch=16, teacher_input=112,
                      distill_source="flowers102", checkpoint_every=500, score_chunk=400,
                      lr_global=1e-3, lr_head=1e-3, **SHORT,
                      synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),

@@ -112,7 +112,8 @@ def feature_views(model, images: torch.Tensor, masks: torch.Tensor, labels: torc
     if len(sample.ratio) < 4:
         raise ValueError(f"only {len(sample.ratio)} abnormal patches among {n_patches}; draw more")
     zl, zg = pair_features(model.local_net, model.global_net, images, sample)
-    feats = torch.cat([zl, zg])
+    scaler = getattr(model, "scaler", None)  # Z_l in the units Global-Net predicts (context_train.py)
+    feats = torch.cat([scaler(zl) if scaler is not None else zl, zg])
     return {"ratio": sample.ratio.numpy(), "n": len(sample.ratio),
             "iad": embed(iad_dissimilarity(feats), seed), "dad": embed(dad_dissimilarity(model.head, feats), seed)}
 
