@@ -25,11 +25,16 @@ def correlation_matrix(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def compactness_loss(z: torch.Tensor) -> torch.Tensor:
     """Eq. 2, read so that it is a proper penalty.
 
-    Taken literally, the sum of the off-diagonal correlations c_ij can be made negative (and
-    unbounded below in sum), which rewards anti-correlated features. We use the mean of the
-    *squared* off-diagonal correlations between the n output dimensions over the minibatch:
-    l_c = 1/(n(n-1)) * sum_{i != j} c_ij^2, which is >= 0, exactly 0 when the dimensions are
-    decorrelated, and 1 when every dimension is a copy of the same one. Needs a batch B >= 2.
+    Taken literally, the sum of the off-diagonal correlations c_ij rewards anti-correlated
+    features: it can be negative, down to -n (C is positive semi-definite, so 1^T C 1 >= 0 and
+    the off-diagonal sum is >= -n). We use the mean of the *squared* off-diagonal correlations
+    between the n output dimensions over the minibatch: l_c = 1/(n(n-1)) * sum_{i != j} c_ij^2,
+    which is >= 0, exactly 0 when the dimensions are decorrelated, and 1 when every dimension is
+    a copy of the same one. Needs a batch B >= 2.
+
+    Weight (not yet measured): because of the 1/(n(n-1)) = 1/16,256 normalisation, l_c at
+    lambda_c = 1 is a fraction of a percent of l_k, so in effect it is switched off; whether the
+    paper's intended weight helps Local-Net is an open item of the "Context that works" issue.
     """
     if z.shape[0] < 2:
         raise ValueError(f"compactness loss needs a batch of at least 2 features; got {tuple(z.shape)}")
