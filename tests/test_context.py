@@ -150,3 +150,20 @@ def test_r2_of_the_trivial_predictors():
     assert r["r2_global"] > 0.99 and r["r2_position_mean"] > 0.95 and abs(r["r2_constant"]) < 0.05
     r = context_r2(test, train.mean((0, 1)).expand_as(test), train)  # a constant "Global-Net"
     assert r["r2_global"] < r["r2_position_mean"]
+
+
+def test_whitener_makes_normal_residuals_isotropic_and_is_identity_unfitted():
+    from glance_lite.heads import ResidualWhitener, iad_score
+    torch.manual_seed(5)
+    mix = torch.randn(128, 128)
+    r = torch.randn(4000, 128) @ mix.t()  # correlated residuals
+    w = ResidualWhitener()
+    z_l, z_g = torch.randn(6, 128), torch.randn(6, 128)
+    assert torch.allclose(iad_score(z_l, z_g, w), iad_score(z_l, z_g))  # W = I: Eq. 11
+    w.fit(r, shrink=0.0)
+    cov = torch.cov(w(r).t())
+    assert torch.allclose(cov, torch.eye(128), atol=1e-3)
+    # a residual along a direction where normal residuals never go scores higher than a typical one
+    u, s, vh = torch.linalg.svd(mix)
+    rare, common = u[:, -1] * s.mean(), u[:, 0] * s.mean()
+    assert iad_score(rare[None], torch.zeros(1, 128), w) > 10 * iad_score(common[None], torch.zeros(1, 128), w)
