@@ -28,6 +28,9 @@ from .profiles import profile_from_config
 from .scoring import PatchScores, combine, head_scores, patch_features
 
 
+F16_MAX = float(np.finfo(np.float16).max)  # maps.npz is float16; whitened s_IAD can exceed it
+
+
 def _writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +101,9 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
                         labels=split.labels.numpy(), defects=np.array(split.defects),
                         paths=np.array(split.paths), grid_align=grid.align)
-    np.savez_compressed(out_dir / "maps.npz",
-                        maps_iad=idw_maps(scores.s_iad, grid, prof.idw_power).numpy().astype(np.float16),
-                        maps_dad=idw_maps(scores.s_dad, grid, prof.idw_power).numpy().astype(np.float16))
+    half = lambda m: np.clip(m.numpy(), -F16_MAX, F16_MAX).astype(np.float16)  # noqa: E731 (no inf)
+    np.savez_compressed(out_dir / "maps.npz", maps_iad=half(idw_maps(scores.s_iad, grid, prof.idw_power)),
+                        maps_dad=half(idw_maps(scores.s_dad, grid, prof.idw_power)))
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     if figure:
         from .viz import figure_grid
