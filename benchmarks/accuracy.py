@@ -8,7 +8,8 @@ For every dataset and seed it runs `glance_lite.baselines.compare` (Glance train
 with the profile, then local-only, NNS, Gaussian and AMC on the same data, seed and metrics) and
 prints one table: PRO, pixel / image AUROC, PRO on structural / logical defects, and for Glance
 the context diagnostic (R^2 of Global-Net and of the per-position mean on normal test patches,
-diagnostics.py), the DAD head's final loss (mean of the last 50 steps; ln 2 = 0.693 is chance)
+diagnostics.py), the DAD head's final loss (mean of the last 50 steps; ln 2 = 0.693 is chance),
+how well s_DAD alone ranks stained above real patches of normal test images (AUROC)
 and the seconds of training + evaluation. The table and the raw numbers go to
 benchmarks/results/accuracy-<profile>-<arch>.{md,json}; the README and the book quote those files.
 
@@ -67,7 +68,7 @@ def fmt(v, digits: int = 3) -> str:
 def table(results: dict) -> str:
     """{dataset: {seed: {method: row}}} -> a Markdown table (one line per dataset, method and seed)."""
     head = ("| dataset | method | seed | PRO | pixel AUROC | image AUROC | PRO struct | PRO logic "
-            "| R² Global-Net | R² position mean | DAD loss | s |")
+            "| R² Global-Net | R² position mean | DAD loss | DAD AUROC stains | s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for ds, seeds in results.items():
         for method in METHODS:
@@ -78,6 +79,7 @@ def table(results: dict) -> str:
                              f"| {fmt(m['image_auroc'])} | {fmt(k.get('structural', {}).get('pro'))} "
                              f"| {fmt(k.get('logical', {}).get('pro'))} | {fmt(m.get('r2_global'))} "
                              f"| {fmt(m.get('r2_position_mean'))} | {fmt(m.get('dad_loss'))} "
+                             f"| {fmt(m.get('dad_auroc_stains'))} "
                              f"| {fmt(m.get('seconds'), 0)} |")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from .metrics import evaluate_maps
 from .model import Glance, load_model
 from .patches import PatchGrid
 from .devices import amp_dtype_for, resolve_device
-from .diagnostics import context_r2, grid_targets
+from .diagnostics import context_r2, dad_auroc, grid_targets
 from .profiles import profile_from_config
 from .scoring import PatchScores, combine, head_scores, patch_features
 
@@ -92,6 +92,7 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     if len(z_l):  # did Global-Net learn the context? (diagnostics.py)
         train_images = load_mvtec(data_root, category, "train").images
         result["context"] = context_r2(z_l, z_g, grid_targets(model, train_images, grid))
+        result["context"]["dad_auroc_stains"] = dad_auroc(model, split.images[split.labels == 0], z_g, grid)
     result.update({"category": category, "lambda_s": lambda_s, "grid_per_side": grid.per_side,
                    "grid_align": grid.align,
                    "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),

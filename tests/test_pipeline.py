@@ -230,5 +230,6 @@ def test_evaluate_uses_the_runs_own_profile_overrides(synth_root, category, tmp_
 
 def test_evaluate_reports_the_context_diagnostic(trained, synth_root, category, tmp_path):
     m = evaluate(trained.parent, synth_root, category, tmp_path / "ev", figure=False)
-    assert set(m["context"]) == {"r2_global", "r2_position_mean", "r2_constant"}
+    assert set(m["context"]) == {"r2_global", "r2_position_mean", "r2_constant", "dad_auroc_stains"}
+    assert 0.0 <= m["context"]["dad_auroc_stains"] <= 1.0
     assert m["amp"] == "float32"
