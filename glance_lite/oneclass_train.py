@@ -20,6 +20,8 @@ Run folder: log.jsonl (losses per step), config.json, glance.pt (the trained mod
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import math
 import warnings
@@ -79,6 +81,9 @@ def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Pr
     Returns RUN/glance.pt. With resume=True an existing model is returned as is.
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    # one-class runs follow the paper's Global-Net recipe (Tab. 2, raw targets, plain Eq. 11):
+    # the whole image is the "patch" here, so there is no hole position to give (context_train.py)
+    prof = replace(prof, global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False)
     teacher = teacher or prof.default_teacher
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run_dir = Path(run_dir)
