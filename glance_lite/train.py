@@ -54,10 +54,6 @@ def step_generator(seed: int, phase: str, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{phase}/{step}".encode()))
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # ----------------------------------------------------------------------------- one step each
 def local_step(model: Glance, teacher: Teacher, images: torch.Tensor, batch: int, g: torch.Generator,
                prof: Profile, device: torch.device) -> tuple[torch.Tensor, dict]:
@@ -100,7 +96,7 @@ def prepare_context(model: Glance, images: torch.Tensor, prof: Profile, fresh: b
     if fresh and prof.standardize:
         model.scaler.fit(targets.float())
     if fresh and prof.global_arch == "coords":
-        fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0).to(model.scaler.mean.device)).cpu())
+        fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0)))
     return {"targets": targets, "positions": positions}
 
 
