@@ -18,8 +18,9 @@ supervision, so the short profiles use the same loss, computed more cheaply:
   offset. `FeatureScaler` holds the per-dimension mean and std of the training targets; it is
   saved with the model and applied identically in training and scoring, so s_IAD (Eq. 11) is
   measured in units of each dimension's spread. With `standardize=False` it is the identity.
-* After training, `fit_whitener` estimates the covariance of the residual Z_l - Z_g on normal
-  training patches for our whitened Eq. 11 (heads.py, `ResidualWhitener`).
+* After training, `fit_residual_model` estimates the covariance of the residual Z_l - Z_g on
+  normal training patches for our whitened Eq. 11 (heads.py, `ResidualWhitener`) and keeps the
+  whitened residuals of the training images for our nearest-residual Eq. 11 (`ResidualBank`).
 * The DAD head (Eq. 8-9) sees the first `dad_holes` holes of a step: equiprobably the real patch
   or its stained copy (stains.py), whose Local-Net feature is computed on the fly.
 """
@@ -131,11 +132,23 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
 
 
 @torch.no_grad()
-def fit_whitener(model: nn.Module, images: torch.Tensor, grid: PatchGrid, max_images: int = 40,
-                 chunk: int = 48) -> None:
-    """Fit model.whitener on the residuals of up to `max_images` training images `(N,3,S,S)`
-    (evenly spaced through the set) at every patch of the scoring grid."""
-    pick = torch.linspace(0, len(images) - 1, min(max_images, len(images))).round().long().unique()
+def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, whiten: bool = True,
+                       bank: bool = False, max_whiten_images: int = 40, max_bank_images: int = 400,
+                       chunk: int = 48, batch_images: int = 16) -> None:
+    """After training: residuals Z_l - Z_g of training images `(N,3,S,S)` at every patch of the
+    scoring grid -> model.whitener fitted on up to `max_whiten_images` of them (evenly spaced),
+    and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`."""
+    n = len(images)
+    pick_w = torch.linspace(0, n - 1, min(max_whiten_images, n)).round().long().unique()
+    pick_b = torch.linspace(0, n - 1, min(max_bank_images, n)).round().long().unique() if bank else pick_w
+    use = torch.unique(torch.cat([pick_w, pick_b]))
     model.eval()
-    z_l, z_g = patch_features(model.local_net, model.global_net, images[pick], grid, chunk)
-    model.whitener.fit(model.scaler(z_l) - z_g)
+    res = []
+    for part in use.split(batch_images):
+        z_l, z_g = patch_features(model.local_net, model.global_net, images[part], grid, chunk)
+        res.append(model.scaler(z_l) - z_g)
+    res = torch.cat(res)                                   # (len(use), K*K, 128)
+    if whiten:
+        model.whitener.fit(res[torch.isin(use, pick_w)])
+    if bank:
+        model.bank.fit(model.whitener(res[torch.isin(use, pick_b)]))

@@ -53,7 +53,7 @@ def score_split(model: Glance, split: MVTecSplit, grid: PatchGrid, chunk: int = 
         zl, zg = patch_features(model.local_net, model.global_net, split.images[i:i + batch_images],
                                 grid, chunk, amp_dtype=amp_dtype)
         zl = model.scaler(zl)
-        a, b = head_scores(model.head, zl, zg, model.whitener)
+        a, b = head_scores(model.head, zl, zg, model.whitener, model.bank)
         s_iad.append(a), s_dad.append(b)
         k = keep[i:i + batch_images]
         z_l.append(zl[k]), z_g.append(zg[k])

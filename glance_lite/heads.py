@@ -9,6 +9,15 @@ Global-Net cannot predict every direction of Z_l equally well; plain Eq. 11 lets
 predicts worst dominate the score of every normal patch. Whitening measures the residual in units
 of how far normal patches stray from their prediction in each direction, so a defect that moves
 Z_l where normal residuals never go stands out. With W = I it is Eq. 11.
+Our second option (`ResidualBank`, the short profiles' default):
+    s_IAD = min_j ||W (Z_l - Z_g) - b_j|| / sqrt(n),  b_j the whitened residuals of normal
+    training patches (a memory bank, as in the local-only baseline).
+Eq. 11 measures how far the residual lies from the perfect prediction (residual 0). But normal
+patches do not all disagree with their context in the same way: where a patch is hard to predict,
+its residual is large yet *typical*. The bank asks instead "did any normal patch ever disagree
+with its context like this?". With a bank holding only the zero residual, it is the square root
+of the whitened Eq. 11 (the root keeps the score in the feature's units, which the IDW map
+blends better next to s_DAD in [0, 1]; benchmarks/accuracy.py).
 
 DAD head (Eq. 8 and 12, supplementary Tab. 3): a small classifier C on [Z*, Z_g] (256-d):
     FC 256->128, LeakyReLU(1e-2), FC 128->2, LeakyReLU(1e-2), Softmax.
@@ -29,13 +38,18 @@ MATCH, DISTORTED = 0, 1
 DAD_SLOPE = 1e-2
 
 
-def iad_score(z_l: torch.Tensor, z_g: torch.Tensor, whitener: "ResidualWhitener | None" = None) -> torch.Tensor:
+def iad_score(z_l: torch.Tensor, z_g: torch.Tensor, whitener: "ResidualWhitener | None" = None,
+              bank: "ResidualBank | None" = None) -> torch.Tensor:
     """Eq. 7 / Eq. 11: `(B,n), (B,n) -> (B,)` mean squared difference per sample (of the
-    whitened residual when a fitted `whitener` is given)."""
+    whitened residual when a fitted `whitener` is given); with a fitted `bank`, the RMS distance
+    of the (whitened) residual to the nearest normal residual instead (our option, above)."""
     if z_l.shape != z_g.shape:
         raise ValueError(f"local and global features differ in shape: {tuple(z_l.shape)} vs {tuple(z_g.shape)}")
     r = z_l - z_g
-    return (r if whitener is None else whitener(r)).pow(2).mean(dim=1)
+    r = r if whitener is None else whitener(r)
+    if bank is not None and len(bank):
+        return bank(r)
+    return r.pow(2).mean(dim=1)
 
 
 # Shrinkage of the residual covariance towards its mean variance. Without it (1e-3) the
@@ -66,6 +80,47 @@ class ResidualWhitener(nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         return r @ self.matrix.to(r.device, r.dtype).t()
+
+
+class ResidualBank(nn.Module):
+    """The b_j of our nearest-residual Eq. 11 (above): (whitened) residuals of normal training
+    patches `(M, n)`, kept in float16 (saved with the model); empty until fitted."""
+
+    def __init__(self, dim: int = 128):
+        super().__init__()
+        self.register_buffer("residuals", torch.zeros(0, dim, dtype=torch.float16))
+
+    def __len__(self) -> int:
+        return self.residuals.shape[0]
+
+    @torch.no_grad()
+    def fit(self, residuals: torch.Tensor) -> "ResidualBank":
+        """Store `(..., n)` residuals (flattened to `(M, n)`)."""
+        self.residuals = residuals.reshape(-1, residuals.shape[-1]).to(torch.float16).contiguous()
+        return self
+
+    @torch.no_grad()
+    def forward(self, r: torch.Tensor, chunk: int = 512, bank_chunk: int = 16384) -> torch.Tensor:
+        """Residuals `(B, n)` -> RMS distance to the nearest bank residual `(B,)`.
+
+        ||r - b||^2 = ||r||^2 - 2 r.b + ||b||^2 as one matrix product per (chunk x bank_chunk)
+        block, keeping the running minimum (blocks of 32 MB in float32)."""
+        r = r.float()
+        best = torch.full((len(r),), float("inf"), device=r.device)
+        for part in self.residuals.split(bank_chunk):
+            b = part.to(r.device, torch.float32)
+            b2 = b.pow(2).sum(1)
+            for i in range(0, len(r), chunk):
+                q = r[i:i + chunk]
+                d = torch.addmm(b2, q, b.t(), alpha=-2).amin(dim=1) + q.pow(2).sum(1)
+                best[i:i + chunk] = torch.minimum(best[i:i + chunk], d)
+        return best.clamp(min=0).sqrt() / r.shape[-1] ** 0.5
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "residuals"
+        if key in state_dict:  # the bank's size is the saved one's
+            self.residuals = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class DADHead(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 from . import checkpoint
 from .context_train import FeatureScaler
 from .global_net import GlobalNet
-from .heads import DADHead, ResidualWhitener
+from .heads import DADHead, ResidualBank, ResidualWhitener
 from .local_net import Decoder, LocalNet
 from .patches import PatchGrid
 from .scoring import PatchScores, score_patches
@@ -30,12 +30,13 @@ class Glance(nn.Module):
         self.head = DADHead()
         self.scaler = FeatureScaler()  # identity unless fitted (context_train.py)
         self.whitener = ResidualWhitener()  # identity (Eq. 11) unless fitted (heads.py)
+        self.bank = ResidualBank()  # empty (Eq. 11) unless fitted (heads.py)
 
     def score(self, images: torch.Tensor, grid: PatchGrid = PatchGrid(), chunk: int = 48,
               amp_dtype: torch.dtype | None = None) -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)`."""
         return score_patches(self.local_net, self.global_net, self.head, images, grid, chunk, amp_dtype,
-                             self.scaler, self.whitener)
+                             self.scaler, self.whitener, self.bank)
 
 
 def save_model(path: str | Path, model: Glance, config: dict) -> None:
@@ -64,7 +65,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                                          f"not {arch!r}; load it as {trained!r} or retrain with --arch {arch}")
     model = Glance(arch=trained)
     state = dict(ckpt["models"]["glance"])
-    for part in ("scaler", "whitener"):  # runs from before these existed: identity
+    for part in ("scaler", "whitener", "bank"):  # runs from before these existed: identity / empty
         for key, value in getattr(model, part).state_dict().items():
             state.setdefault(f"{part}.{key}", value)
     checkpoint.load_state(model, state, path, "Glance")

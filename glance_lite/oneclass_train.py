@@ -83,7 +83,8 @@ def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Pr
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     # one-class runs follow the paper's Global-Net recipe (Tab. 2, raw targets, plain Eq. 11):
     # the whole image is the "patch" here, so there is no hole position to give (context_train.py)
-    prof = replace(prof, global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False)
+    prof = replace(prof, global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False,
+                   nearest_iad=False)
     teacher = teacher or prof.default_teacher
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run_dir = Path(run_dir)

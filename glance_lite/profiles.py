@@ -9,8 +9,8 @@ The short profiles (smoke, cpu, colab) take a few to a few thousand steps instea
 they train Global-Net our way (`SHORT` below; context_train.py, README "Global-Net: the paper's
 recipe and ours"): the "coords" architecture, standardised targets, many holes per image, a
 warm-up + cosine schedule, larger learning rates for Global-Net (1e-3) and the DAD head (1e-3;
-the paper's 1e-5 barely moves the head in 1000 steps: its loss stays at ln 2), and the whitened
-s_IAD. `paper` keeps the supplementary's recipe and rates.
+the paper's 1e-5 barely moves the head in 1000 steps: its loss stays at ln 2), and the whitened,
+nearest-residual s_IAD (heads.py). `paper` keeps the supplementary's recipe and rates.
 
 Choose with an argument or the GLANCE_PROFILE environment variable; `auto` (the default) is
 `colab` when CUDA is available and `cpu` otherwise.
@@ -56,6 +56,7 @@ class Profile:
     lattice_stride: int = 4     # hole corners on multiples of this (holes_per_image > 0)
     dad_holes: int = 32         # holes a step that also train the DAD head (holes_per_image > 0)
     whiten_iad: bool = False    # our whitened Eq. 11 (heads.ResidualWhitener), fitted after training
+    nearest_iad: bool = False   # our nearest-residual Eq. 11 (heads.ResidualBank), filled after training
     lr_warmup: float = 0.0      # fraction of train_steps with a linear warm-up, then cosine decay;
                                 # 0: constant learning rates (paper)
 
@@ -64,8 +65,10 @@ class Profile:
 
 
 # our deviations for the short schedules (context_train.py, global_net.py; measured in
-# benchmarks/accuracy.py): the hole's position, standardised targets, many holes per image
-SHORT = dict(global_arch="coords", standardize=True, holes_per_image=32, lr_warmup=0.1, whiten_iad=True)
+# benchmarks/accuracy.py): the hole's position, standardised targets, many holes per image, and
+# s_IAD as the distance of the whitened residual to the nearest normal training residual
+SHORT = dict(global_arch="coords", standardize=True, holes_per_image=32, lr_warmup=0.1, whiten_iad=True,
+             nearest_iad=True)
 
 PROFILES = {
     "smoke": Profile("smoke", distill_steps=3, distill_batch=8, finetune_steps=3, finetune_batch=8,

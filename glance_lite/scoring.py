@@ -31,7 +31,7 @@ import torch
 from .fast_global import global_features_holes, hole_free_front
 from .fast_local import grid_local_features
 from .global_net import GlobalNet
-from .heads import DADHead, ResidualWhitener, dad_score, iad_score
+from .heads import DADHead, ResidualBank, ResidualWhitener, dad_score, iad_score
 from .idw import idw_maps
 from .local_net import LocalNet
 from .partial_conv import MaskStep
@@ -109,32 +109,36 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
 
 @torch.inference_mode()
 def head_scores(head: DADHead, z_l: torch.Tensor, z_g: torch.Tensor,
-                whitener: ResidualWhitener | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                whitener: ResidualWhitener | None = None,
+                bank: ResidualBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(s_IAD, s_DAD) of Eq. 11-12 for features `(..., 128)` -> two tensors of shape `(...)`.
-    whitener: the model's `ResidualWhitener` (heads.py) for our whitened Eq. 11."""
+    whitener, bank: the model's `ResidualWhitener` and `ResidualBank` (heads.py) for our
+    whitened / nearest-residual Eq. 11."""
     shape = z_l.shape[:-1]
     dev = next(head.parameters()).device
     zl, zg = z_l.reshape(-1, z_l.shape[-1]), z_g.reshape(-1, z_g.shape[-1])
-    s_iad = iad_score(zl, zg, whitener)
+    s_iad = iad_score(zl, zg, whitener, bank)
     s_dad = dad_score(head, zl.to(dev), zg.to(dev)).float().cpu()
     return s_iad.view(shape), s_dad.view(shape)
 
 
 def score_patches(local_net: LocalNet, global_net: GlobalNet, head: DADHead, images: torch.Tensor,
                   grid: PatchGrid = PatchGrid(), chunk: int = 48,
-                  amp_dtype: torch.dtype | None = None, scaler=None, whitener=None) -> PatchScores:
+                  amp_dtype: torch.dtype | None = None, scaler=None, whitener=None,
+                  bank=None) -> PatchScores:
     """Images `(N,3,S,S)` in [0,1] -> `PatchScores` with s_iad, s_dad `(N, K*K)`.
 
     scaler: the model's `FeatureScaler` (context_train.py) when Global-Net was trained on
     standardised targets; Z_l is then standardised before Eq. 11-12, exactly as in training.
-    whitener: the model's `ResidualWhitener` (heads.py), for our whitened Eq. 11.
+    whitener, bank: the model's `ResidualWhitener` and `ResidualBank` (heads.py), for our
+    whitened / nearest-residual Eq. 11.
     """
     for net in (local_net, global_net, head):
         net.eval()
     z_l, z_g = patch_features(local_net, global_net, images, grid, chunk, amp_dtype=amp_dtype)
     if scaler is not None:
         z_l = scaler(z_l)
-    s_iad, s_dad = head_scores(head, z_l, z_g, whitener)
+    s_iad, s_dad = head_scores(head, z_l, z_g, whitener, bank)
     return PatchScores(s_iad, s_dad, grid)
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__, checkpoint
 from .devices import resolve_device
 from .data import distillation_images, load_mvtec, random_crops
-from .context_train import context_step, fit_prior, fit_whitener, lattice, local_targets
+from .context_train import context_step, fit_prior, fit_residual_model, lattice, local_targets
 from .losses import joint_loss, local_loss
 from .model import Glance, save_model
 from .patches import PatchGrid, crop, hole_masks, random_top_left
@@ -258,7 +258,8 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
             checkpoint.save(run_dir / "local.pt", {"config": config, "phase": "finetune", "step": steps[phase],
                                                   "models": {"local_net": model.local_net.state_dict()},
                                                   "optim": None})
-    if prof.whiten_iad:  # our whitened Eq. 11 (heads.py): residual covariance on training patches
-        fit_whitener(model, images["train"], PatchGrid(per_side=prof.grid_per_side), chunk=prof.score_chunk)
+    if prof.whiten_iad or prof.nearest_iad:  # our Eq. 11 options (heads.py), from training patches
+        fit_residual_model(model, images["train"], PatchGrid(per_side=prof.grid_per_side),
+                           whiten=prof.whiten_iad, bank=prof.nearest_iad, chunk=prof.score_chunk)
     save_model(run_dir / "glance.pt", model.cpu(), config)
     return run_dir / "glance.pt"

@@ -167,3 +167,49 @@ def test_whitener_makes_normal_residuals_isotropic_and_is_identity_unfitted():
     u, s, vh = torch.linalg.svd(mix)
     rare, common = u[:, -1] * s.mean(), u[:, 0] * s.mean()
     assert iad_score(rare[None], torch.zeros(1, 128), w) > 10 * iad_score(common[None], torch.zeros(1, 128), w)
+
+
+def test_residual_bank_scores_distance_to_nearest_normal_residual():
+    from glance_lite.heads import ResidualBank, iad_score
+    torch.manual_seed(6)
+    z_l, z_g = torch.randn(5, 128), torch.randn(5, 128)
+    bank = ResidualBank()
+    assert len(bank) == 0  # empty: plain (whitened) Eq. 11
+    assert torch.allclose(iad_score(z_l, z_g, bank=bank), iad_score(z_l, z_g))
+    # a bank holding only the zero residual: the root of Eq. 11
+    bank.fit(torch.zeros(1, 128))
+    assert torch.allclose(iad_score(z_l, z_g, bank=bank), iad_score(z_l, z_g).sqrt(), atol=1e-5)
+    # a residual that some normal patch had scores ~0, however large it is
+    typical = torch.randn(50, 128) * 3
+    bank.fit(typical)
+    s = iad_score(typical[:3] + z_g[:3], z_g[:3], bank=bank)
+    assert s.max() < 1e-2  # float16 storage
+    new = iad_score(z_l, z_g, bank=bank)
+    expect = torch.cdist(z_l - z_g, typical).amin(1) / 128 ** 0.5
+    assert torch.allclose(new, expect, rtol=1e-2)
+
+
+def test_residual_bank_saves_and_loads_with_its_size(tmp_path):
+    from glance_lite.model import Glance, load_model, save_model
+    m = Glance(arch="coords")
+    m.bank.fit(torch.randn(37, 128))
+    save_model(tmp_path / "g.pt", m, {"profile": {"global_arch": "coords"}})
+    back, _ = load_model(tmp_path / "g.pt")
+    assert back.bank.residuals.shape == (37, 128)
+    assert torch.equal(back.bank.residuals, m.bank.residuals)
+
+
+def test_fit_residual_model_fills_whitener_and_bank():
+    from glance_lite.context_train import fit_residual_model
+    from glance_lite.model import Glance
+    from glance_lite.patches import PatchGrid
+    torch.manual_seed(7)
+    m = Glance(arch="coords")
+    images = torch.rand(3, 3, 256, 256)
+    grid = PatchGrid(per_side=3)
+    fit_residual_model(m, images, grid, whiten=True, bank=True, max_whiten_images=2)
+    assert len(m.bank) == 3 * grid.n_patches
+    assert not torch.equal(m.whitener.matrix, torch.eye(128))
+    m2 = Glance(arch="coords")
+    fit_residual_model(m2, images, grid, whiten=False, bank=False)
+    assert len(m2.bank) == 0 and torch.equal(m2.whitener.matrix, torch.eye(128))
