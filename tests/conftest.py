@@ -20,3 +20,11 @@ def synth_root(tmp_path_factory):
 def category():
     from glance_lite.data import SYNTHETIC_CATEGORIES
     return SYNTHETIC_CATEGORIES[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The book build and the browser are the slow part of the suite: mark them `slow`, so that
+    `pytest -m "not slow"` is the quick loop (README, "Tests")."""
+    for item in items:
+        if "book_html" in getattr(item, "fixturenames", ()) or item.module.__name__ == "test_browser":
+            item.add_marker(pytest.mark.slow)
