@@ -4,9 +4,10 @@ Chapter setup (`book_setup`): every chapter of the book starts by calling it. It
 repository root (or uses the working folder on Colab), picks the device, the run profile
 (`GLANCE_PROFILE`, default auto) and the teacher, and names the shared folders:
 
-    <root>/data/synthetic-<profile>/                 the synthetic MVTec-format data set
-    <root>/runs/book/<profile>-<teacher>/<category>/ run folder (train(..., resume=True) reuses it)
-    <root>/runs/book/<profile>-<teacher>/<category>-eval/   evaluate()'s output
+    <home>/data/synthetic-<profile>/                 the synthetic MVTec-format data set
+    <home>/runs/book/<profile>-<teacher>/<category>/ run folder (train(..., resume=True) reuses it)
+    <home>/runs/book/<profile>-<teacher>/<category>-eval/   evaluate()'s output
+(<home> is $GLANCE_HOME when set, e.g. a Google Drive folder on Colab, else the root.)
 
 The lambda_s explorer re-weights stored per-patch scores, s = lambda_s s_IAD + (1 - lambda_s) s_DAD,
 without running any network. Because IDW interpolation is linear, the map for any lambda_s is
@@ -109,12 +110,20 @@ class BookSetup:
     notes: list = field(default_factory=list)
 
     @property
+    def home(self) -> Path:
+        """Where data and runs live: $GLANCE_HOME (e.g. a mounted Google Drive folder, so that
+        a later chapter in a fresh Colab runtime finds the model an earlier one trained), else
+        the book's root."""
+        env = os.environ.get("GLANCE_HOME")
+        return Path(env).expanduser() if env else self.root
+
+    @property
     def data_root(self) -> Path:
-        return self.root / "data" / f"synthetic-{self.profile.name}"
+        return self.home / "data" / f"synthetic-{self.profile.name}"
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs" / "book" / f"{self.profile.name}-{self.teacher}"
+        return self.home / "runs" / "book" / f"{self.profile.name}-{self.teacher}"
 
     def run_dir(self, category: str) -> Path:
         return self.runs / category

@@ -74,7 +74,7 @@ def built_book() -> tuple[Path, float, str]:
                                                                       "__pycache__"))
     print(f"building the book (smoke profile) in {tmp} ...")
     env = {k: v for k, v in os.environ.items()
-           if k not in ("GLANCE_LIVE", "GLANCE_TEACHER", "GLANCE_BOOK_ROOT")}
+           if k not in ("GLANCE_LIVE", "GLANCE_TEACHER", "GLANCE_BOOK_ROOT", "GLANCE_HOME")}
     env.update(GLANCE_PROFILE="smoke", PYTHONWARNINGS="ignore::DeprecationWarning", TQDM_DISABLE="1")
     t0 = time.perf_counter()
     proc = subprocess.run(jupyter_book_cmd() + ["build", str(tmp), "-W", "--keep-going", "--all"], env=env,
@@ -215,12 +215,17 @@ def test_book_setup_finds_the_root_and_names_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "book")
     monkeypatch.delenv("GLANCE_BOOK_ROOT", raising=False)
     monkeypatch.delenv("GLANCE_TEACHER", raising=False)
+    monkeypatch.delenv("GLANCE_HOME", raising=False)
     monkeypatch.setenv("GLANCE_PROFILE", "smoke")
     setup = explorer.book_setup(quiet=True)
     assert setup.root == tmp_path
     assert setup.teacher == "random" and "UNTRAINED" in setup.summary()
     assert setup.data_root == tmp_path / "data" / "synthetic-smoke"
     assert setup.run_dir("fabric") == tmp_path / "runs" / "book" / "smoke-random" / "fabric"
+    # persistence on Colab: $GLANCE_HOME (a mounted Drive folder) holds data and runs
+    monkeypatch.setenv("GLANCE_HOME", str(tmp_path / "drive"))
+    assert setup.data_root == tmp_path / "drive" / "data" / "synthetic-smoke"
+    assert setup.run_dir("fabric") == tmp_path / "drive" / "runs" / "book" / "smoke-random" / "fabric"
 
 
 # ----------------------------------------------------------------------------- the build
