@@ -20,3 +20,15 @@ def test_torch_range_is_loose():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     torch = [d for d in deps if d.startswith("torch")]
     assert all("<" not in d and "==" not in d for d in torch), "Colab must keep its own torch"
+
+
+def test_gpu_script_rehearses_on_cpu(tmp_path, monkeypatch):
+    """benchmarks/gpu.py (run on a GPU when one is lent) works end to end; here on the CPU, smoke."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.one_category("smoke", "circuit", mod.resolve_device("cpu"), "random", tmp_path)
+    assert res["total_s"] > 0 and 0.0 <= res["pro"] <= 1.0 and res["amp"] == "float32"
