@@ -24,7 +24,6 @@ from dataclasses import replace
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .data import OneClassSplit, distillation_images, random_crops
+from .data import OneClassSplit, distillation_images_or_offline, random_crops
 from .heads import dad_score, iad_score
 from .losses import joint_loss, local_loss
 from .metrics import image_auroc
@@ -66,11 +65,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _natural_images(source: str) -> torch.Tensor:
-    try:
-        return distillation_images(source)
-    except ValueError as err:  # e.g. a source the data module cannot provide offline
-        warnings.warn(f"distillation source {source!r} unavailable ({err}); using 'sklearn' images instead")
-        return distillation_images("sklearn")
+    return distillation_images_or_offline(source)[0]  # offline: the bundled photos, announced
 
 
 def train_one_class(run_dir: str | Path, split: OneClassSplit, profile: str | Profile | None = None,

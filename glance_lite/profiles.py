@@ -81,12 +81,12 @@ PROFILES = {
                    score_chunk=48, lr_global=1e-3, lr_head=1e-3, **SHORT),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
                      finetune_batch=16, train_steps=8000, train_batch=16, teacher_input=112,
-                     distill_source="flowers102", checkpoint_every=500, score_chunk=400,
+                     distill_source="imagenette", checkpoint_every=500, score_chunk=400,
                      lr_global=1e-3, lr_head=1e-3, **SHORT,
                      synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
     "paper": Profile("paper", distill_steps=50_000, distill_batch=64, finetune_steps=50_000,
                      finetune_batch=16, train_steps=200_000, train_batch=64, teacher_input=224,
-                     distill_source="flowers102", checkpoint_every=2000, score_chunk=400,
+                     distill_source="imagenette", checkpoint_every=2000, score_chunk=400,
                      synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
 }
 

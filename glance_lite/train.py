@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, checkpoint
 from .devices import resolve_device
-from .data import distillation_images, load_mvtec, random_crops
+from .data import distillation_images_or_offline, load_mvtec, random_crops
 from .context_train import context_step, fit_prior, fit_residual_model, lattice, local_targets
 from .losses import joint_loss, local_loss
 from .model import Glance, save_model
@@ -184,7 +184,11 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     # --overwrite (without --resume) starts again, so an old local.pt must not be reused
     need_local = (overwrite and not resume) or not (run_dir / "local.pt").exists()
     tch = load_teacher(teacher, prof.teacher_input, seed=seed).to(device) if need_local else None
-    natural = distillation_images(prof.distill_source) if need_local and prof.distill_steps else None
+    natural = None
+    if need_local and prof.distill_steps:  # offline, a downloaded source falls back (announced)
+        natural, config["distill_source"] = distillation_images_or_offline(prof.distill_source)
+    elif resume and cfg_path.exists() and "distill_source" in old:  # Local-Net of the earlier call
+        config["distill_source"] = old["distill_source"]
     _make_folder(run_dir, resume, overwrite)
     cfg_path.write_text(json.dumps(config, indent=2))
 

@@ -198,3 +198,51 @@ def test_download_unreachable_server(tmp_path):
         url = srv.url
     with pytest.raises(DataError, match="tarball="):
         download_mvtec(tmp_path / "data", url=url, timeout=2)
+
+
+# ----------------------------------------------------------------- Imagenette (distillation photos)
+def _imagenette_tarball() -> bytes:
+    """A tiny imagenette2-160.tgz: two classes, three JPEG photographs."""
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for k, (wnid, name) in enumerate([("n01440764", "a"), ("n01440764", "b"), ("n02102040", "c")]):
+            img = io.BytesIO()
+            Image.new("RGB", (213, 160), (60 * k, 100, 40)).save(img, "JPEG", quality=95)
+            _add(tar, f"imagenette2-160/train/{wnid}/{name}.JPEG", img.getvalue())
+    return buf.getvalue()
+
+
+def test_imagenette_downloads_through_torchvision_from_a_local_server(tmp_path, monkeypatch):
+    """The same path a Colab user takes (torchvision's Imagenette download), served locally."""
+    import hashlib
+    from torchvision.datasets import Imagenette
+    from glance_lite.data import distillation_images, distillation_images_or_offline
+    body = _imagenette_tarball()
+    with _Server(body) as srv:
+        url = srv.url.rsplit("/", 1)[0] + "/imagenette2-160.tgz"
+        monkeypatch.setitem(Imagenette._ARCHIVES, "160px", (url, hashlib.md5(body).hexdigest()))
+        x, used = distillation_images_or_offline("imagenette", root=tmp_path)
+    assert used == "imagenette" and x.shape == (3, 3, 128, 128)
+    assert (tmp_path / "imagenette2-160" / "train" / "n02102040" / "c.JPEG").is_file()
+    assert abs(x[2, 0].mean().item() - 120 / 255) < 0.03  # the third photograph, red 120
+    # once there, no server is needed
+    assert distillation_images("imagenette", root=tmp_path).shape == (3, 3, 128, 128)
+
+
+def test_distillation_falls_back_offline_and_says_so(tmp_path, monkeypatch, capsys):
+    import socket
+    from glance_lite.data import distillation_images_or_offline
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    x, used = distillation_images_or_offline("imagenette", root=tmp_path)
+    assert used == "sklearn" and x.shape == (2, 3, 427, 640)
+    assert "'imagenette' unavailable" in capsys.readouterr().err
+    with pytest.raises(DataError, match="neither"):  # a wrong name is not silently replaced
+        distillation_images_or_offline("imagenet-typo", root=tmp_path)

@@ -16,13 +16,14 @@ from .errors import DataError
 from .images import IMAGE_EXTENSIONS, load_image, load_mask
 from .mvtec import MVTecSplit, list_categories, load_mvtec
 from .synthetic import CATEGORY_DEFECTS, DEFECT_KINDS, SYNTHETIC_CATEGORIES, make_synthetic
-from .natural import OneClassSplit, distillation_images, one_class_split, random_crops
+from .natural import (OneClassSplit, distillation_images, distillation_images_or_offline, one_class_split,
+                      random_crops)
 from .download import MVTEC_URL, download_mvtec, safe_extract
 
 __all__ = [
     "DataError", "IMAGE_EXTENSIONS", "load_image", "load_mask",
     "MVTecSplit", "list_categories", "load_mvtec",
     "CATEGORY_DEFECTS", "DEFECT_KINDS", "SYNTHETIC_CATEGORIES", "make_synthetic",
-    "OneClassSplit", "distillation_images", "one_class_split", "random_crops",
+    "OneClassSplit", "distillation_images", "distillation_images_or_offline", "one_class_split", "random_crops",
     "MVTEC_URL", "download_mvtec", "safe_extract",
 ]

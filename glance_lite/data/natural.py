@@ -6,13 +6,15 @@
   classes (label 1 = outlier).  ``dataset="digits"`` gives the same protocol on
   scikit-learn's bundled 8x8 handwritten digits, which needs no download.
 * :func:`distillation_images` returns generic photographs for distilling the
-  Local-Net from a pretrained network (the paper uses ImageNet, Sec. 4.2);
-  offline we use scikit-learn's two bundled sample photographs.
+  Local-Net from a pretrained network (the paper uses ImageNet, Sec. 4.2): Imagenette (ImageNet
+  photographs of 10 classes, torchvision) where there is internet; offline,
+  :func:`distillation_images_or_offline` falls back to scikit-learn's two bundled photographs.
 * :func:`random_crops` cuts many random patches from such images at once.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -25,7 +27,8 @@ from PIL import Image
 from .errors import DataError
 from .images import PathLike, list_image_files, load_image
 
-__all__ = ["OneClassSplit", "one_class_split", "distillation_images", "random_crops"]
+__all__ = ["OneClassSplit", "one_class_split", "distillation_images", "distillation_images_or_offline",
+           "random_crops"]
 
 
 @dataclass
@@ -101,14 +104,16 @@ def _cifar10(root: PathLike, train: bool):
     return ds.data, np.asarray(ds.targets, dtype=np.int64)
 
 
-def _flowers102(root: PathLike, size: int, max_images: int) -> torch.Tensor:
-    """Oxford Flowers-102 training photographs, squashed to size x size -> (N, 3, size, size)."""
-    ds = _torchvision("Flowers102", root, split="train")
-    n = min(len(ds), max_images)
-    out = torch.empty(n, 3, size, size)
-    for i in range(n):
-        img = ds[i][0].convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
-        out[i] = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+def _photos(name: str, root: PathLike, side: int, max_images: int, **kwargs) -> torch.Tensor:
+    """Training photographs of a torchvision dataset (Imagenette, Flowers-102), up to
+    `max_images` spread evenly over it (its classes are stored in order), squashed to
+    side x side -> (N, 3, side, side)."""
+    ds = _torchvision(name, root, **kwargs)
+    pick = np.linspace(0, len(ds) - 1, min(len(ds), max_images)).round().astype(int)
+    out = torch.empty(len(pick), 3, side, side)
+    for k, i in enumerate(pick):
+        img = ds[int(i)][0].convert("RGB").resize((side, side), Image.BILINEAR, reducing_gap=2.0)
+        out[k] = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return out
 
 
@@ -147,19 +152,23 @@ def one_class_split(dataset: str = "digits", normal_class: int = 0, root: PathLi
     return OneClassSplit(train=_resize(train, size), test=_resize(test, size), test_labels=labels)
 
 
+DOWNLOADED_SOURCES = ("imagenette", "flowers102", "cifar10")
+
+
 def distillation_images(source: Union[str, PathLike] = "sklearn", root: PathLike = "data",
                         size: Optional[int] = None, max_images: int = 2000) -> torch.Tensor:
     """Generic natural images for distilling the Local-Net (ImageNet in the paper, Sec. 4.2).
 
     Args:
-        source: "sklearn" (two bundled photographs, 427x640, offline), "cifar10"
-            (training images, needs download; upsampled to ``size or 64`` so that
-            33x33 crops fit), "flowers102" (Oxford Flowers-102 training photographs,
-            needs download, resized to ``size or 128``), or a folder of image files
-            (each resized to ``size or 256``).
-        root: CIFAR-10 location.
+        source: "imagenette" (torchvision's Imagenette: ImageNet training photographs of 10
+            classes, 160 px version, a 94 MB download; resized to ``size or 128``), "sklearn"
+            (two bundled photographs, 427x640, offline), "cifar10" (training images, needs
+            download; upsampled to ``size or 64`` so that 33x33 crops fit), "flowers102" (Oxford
+            Flowers-102 training photographs, needs download, resized to ``size or 128``), or a
+            folder of image files (each resized to ``size or 256``).
+        root: where downloaded datasets are stored.
         size: see ``source``; for "sklearn", resizes to size x size if given.
-        max_images: at most this many CIFAR-10 / Flowers-102 images (the first ones), to bound memory.
+        max_images: at most this many downloaded images (spread over the set), to bound memory.
     Returns:
         FloatTensor (N, 3, H, W) in [0, 1].
     """
@@ -168,19 +177,36 @@ def distillation_images(source: Union[str, PathLike] = "sklearn", root: PathLike
 
         x = _to_float_nchw(np.stack(load_sample_images().images), 255.0)
         return _resize(x, size)
+    if source == "imagenette":
+        return _photos("Imagenette", root, size or 128, max_images, split="train", size="160px")
     if source == "cifar10":
         data, _ = _cifar10(root, True)
         return _resize(_to_float_nchw(data[:max_images], 255.0), size or 64)
     if source == "flowers102":
-        return _flowers102(root, size or 128, max_images)
+        return _photos("Flowers102", root, size or 128, max_images, split="train")
     folder = Path(source)
     if not folder.is_dir():
-        raise DataError(f"distillation source {source!r} is neither 'sklearn', 'cifar10', 'flowers102' "
-                        "nor an existing folder")
+        raise DataError(f"distillation source {source!r} is neither 'imagenette', 'sklearn', 'cifar10', "
+                        "'flowers102' nor an existing folder")
     files = list_image_files(folder)
     if not files:
         raise DataError(f"folder {folder} contains no images for distillation")
     return torch.stack([load_image(f, size or 256) for f in files])
+
+
+def distillation_images_or_offline(source: Union[str, PathLike] = "sklearn",
+                                   root: PathLike = "data") -> tuple[torch.Tensor, str]:
+    """`distillation_images(source)`, or, when a downloaded source cannot be had (offline), the
+    bundled scikit-learn photographs -> (images (N, 3, H, W), the source actually used).
+    The fallback is printed once, so a run never claims ImageNet photographs it did not see."""
+    try:
+        return distillation_images(source, root), str(source)
+    except DataError as err:
+        if source not in DOWNLOADED_SOURCES:
+            raise
+        print(f"NOTE: distillation images {source!r} unavailable ({str(err).split('. ')[0]}); "
+              "distilling on scikit-learn's two bundled photographs instead", file=sys.stderr)
+        return distillation_images("sklearn"), "sklearn"
 
 
 def random_crops(images: torch.Tensor, n: int, size: int = 33,
