@@ -109,13 +109,25 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     if figure:
         from .viz import figure_grid
         maps = scores.maps(lambda_s, prof.idw_power)
-        pick = [i for i in range(len(split)) if split.labels[i] == 1][:6]
+        pick = figure_picks(list(split.defects), split.labels.tolist())
         if pick:
             figure_grid(split.images[pick], split.masks[pick], maps[pick],
                         [split.defects[i] for i in pick], out_dir / "figure.png",
                         title=f"Glance ({prof.global_arch} Global-Net), {category}: profile {prof.name}, "
                               f"teacher {config.get('teacher')}, lambda_s {lambda_s}")
     return result
+
+
+def figure_picks(defects: list[str], labels: list[int], n: int = 6) -> list[int]:
+    """Up to `n` defective images for the figure: the first of each defect type, then the
+    second of each, ... so that every type (structural and logical) is shown."""
+    by_type: dict[str, list[int]] = {}
+    for i, (d, y) in enumerate(zip(defects, labels)):
+        if y == 1:
+            by_type.setdefault(d, []).append(i)
+    rounds = max((len(v) for v in by_type.values()), default=0)
+    order = [v[r] for r in range(rounds) for v in by_type.values() if r < len(v)]
+    return order[:n]
 
 
 def load_scores(eval_dir: str | Path, grid: PatchGrid | None = None) -> tuple[PatchScores, dict]:

@@ -233,3 +233,12 @@ def test_evaluate_reports_the_context_diagnostic(trained, synth_root, category, 
     assert set(m["context"]) == {"r2_global", "r2_position_mean", "r2_constant", "dad_auroc_stains"}
     assert 0.0 <= m["context"]["dad_auroc_stains"] <= 1.0
     assert m["amp"] == "float32"
+
+
+def test_figure_shows_every_defect_type_first():
+    from glance_lite.evaluate import figure_picks
+    defects = ["good", "burn", "burn", "burn", "swap", "swap", "missing", "good"]
+    labels = [0, 1, 1, 1, 1, 1, 1, 0]
+    assert figure_picks(defects, labels, n=4) == [1, 4, 6, 2]
+    assert figure_picks(defects, labels) == [1, 4, 6, 2, 5, 3]
+    assert figure_picks(["good"], [0]) == []
