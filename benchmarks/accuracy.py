@@ -3,13 +3,15 @@
     python benchmarks/accuracy.py                          # cpu profile, seed 0, all datasets
     python benchmarks/accuracy.py --seeds 0 1 --datasets circuit cable
     python benchmarks/accuracy.py --recipe paper --datasets circuit  # the paper's Global-Net recipe
+    python benchmarks/accuracy.py --collect                # one table of every finished run
 
 For every dataset and seed it runs `glance_lite.baselines.compare` (Glance trained and evaluated
 with the profile, then local-only, NNS, Gaussian and AMC on the same data, seed and metrics) and
 prints one table: PRO, pixel / image AUROC, PRO on structural / logical defects, and for Glance
 the context diagnostic (R^2 of Global-Net and of the per-position mean on normal test patches,
 diagnostics.py), the DAD head's final loss (mean of the last 50 steps; ln 2 = 0.693 is chance),
-how well s_DAD alone ranks stained above real patches of normal test images (AUROC)
+how well s_DAD alone ranks stained above real patches of normal test images (AUROC),
+Glance's PRO with s_IAD alone (lambda_s = 1: what the DAD head adds or costs)
 and the seconds of training + evaluation. The table and the raw numbers go to
 benchmarks/results/accuracy-<profile>-<arch>.{md,json}; the README and the book quote those files.
 
@@ -29,11 +31,12 @@ from pathlib import Path
 import torch
 
 from glance_lite.baselines.compare import METHODS, compare
-from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, make_synthetic
+from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, load_mvtec, make_synthetic
+from glance_lite.evaluate import load_scores, metrics_for
 from glance_lite.profiles import get_profile
 
 # the cpu profile's Global-Net phase before our deviations (faithful to the paper's recipe)
-PAPER_RECIPE = dict(global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False,
+PAPER_RECIPE = dict(global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False, nearest_iad=False,
                     lr_warmup=0.0, train_steps=600, train_batch=16, lr_global=5e-4)
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REAL = ROOT.parent / "shared" / "data" / "real"
@@ -60,6 +63,8 @@ def run_one(data_root: Path, category: str, out: Path, prof, teacher: str, seed:
     rows["glance"].update(ev.get("context", {}))
     rows["glance"]["dad_loss"] = dad_final_loss(out / "glance_run")
     rows["glance"]["seconds"] = settings["fit_seconds"]["glance_train"] + ev["seconds_per_image"] * ev["n_images"]
+    scores, _ = load_scores(out / "glance_eval")  # Glance with s_IAD alone (lambda_s = 1, no DAD)
+    rows["glance"]["pro_iad_only"] = metrics_for(scores, load_mvtec(data_root, category, "test"), 1.0)["pro"]
     return rows
 
 
@@ -70,7 +75,7 @@ def fmt(v, digits: int = 3) -> str:
 def table(results: dict) -> str:
     """{dataset: {seed: {method: row}}} -> a Markdown table (one line per dataset, method and seed)."""
     head = ("| dataset | method | seed | PRO | pixel AUROC | image AUROC | PRO struct | PRO logic "
-            "| R² Global-Net | R² position mean | DAD loss | DAD AUROC stains | s |")
+            "| R² Global-Net | R² position mean | DAD loss | DAD AUROC stains | PRO λs=1 | s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for ds, seeds in results.items():
         for method in METHODS:
@@ -81,7 +86,7 @@ def table(results: dict) -> str:
                              f"| {fmt(m['image_auroc'])} | {fmt(k.get('structural', {}).get('pro'))} "
                              f"| {fmt(k.get('logical', {}).get('pro'))} | {fmt(m.get('r2_global'))} "
                              f"| {fmt(m.get('r2_position_mean'))} | {fmt(m.get('dad_loss'))} "
-                             f"| {fmt(m.get('dad_auroc_stains'))} "
+                             f"| {fmt(m.get('dad_auroc_stains'))} | {fmt(m.get('pro_iad_only'))} "
                              f"| {fmt(m.get('seconds'), 0)} |")
     return "\n".join(lines)
 
@@ -103,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", default=str(DEFAULT_REAL), help="folder of real sets in MVTec layout")
     ap.add_argument("--out", default=str(ROOT / "runs" / "accuracy"), help="runs folder")
     ap.add_argument("--overwrite", action="store_true", help="recompute finished comparisons")
+    ap.add_argument("--collect", action="store_true",
+                    help="train nothing: tabulate every finished comparison under --out for this "
+                         "profile and recipe (e.g. seed 1 run for some datasets only)")
     ap.add_argument("--max-bank-gb", type=float, default=8.0,
                     help="memory limit of the baselines' banks in GiB (default 8: magnetic_tile's 300 "
                          "training images need about 3.2 GiB for the Gaussian)")
@@ -128,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
 
     tag = f"{prof.name}-{prof.global_arch}" + ("-paper-recipe" if args.recipe == "paper" else "")
     results: dict = {}
-    for ds, root in sets.items():
+    if args.collect:  # every finished (dataset, seed) of this tag, in the usual dataset order
+        done = {ds: sorted(int(p.parent.name[4:]) for p in (Path(args.out) / tag / ds).glob("seed*/comparison.json"))
+                for ds in sets}
+        for ds, seeds in done.items():
+            for seed in seeds:
+                results.setdefault(ds, {})[seed] = run_one(sets[ds], ds, Path(args.out) / tag / ds / f"seed{seed}",
+                                                            prof, args.teacher, seed, False, args.max_bank_gb)
+    for ds, root in ({} if args.collect else sets).items():
         for seed in args.seeds:
             t = time.perf_counter()
             out = Path(args.out) / tag / ds / f"seed{seed}"
