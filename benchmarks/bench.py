@@ -308,11 +308,16 @@ def main(argv=None):
     rows.append(("benchmark wall time (s)", f"{res['benchmark_seconds']:.0f}"))
     width = max(len(r[0]) for r in rows)
     print("\n".join(f"{a:<{width}}  {b}" for a, b in rows))
-    out = Path(args.json) if args.json else Path(__file__).parent / "results" / f"{dev.type}{'-quick' if args.quick else ''}.json"
+    write_results(Path(args.json) if args.json else
+                  Path(__file__).parent / "results" / f"{dev.type}{'-quick' if args.quick else ''}.json", res)
+    return 0
+
+
+def write_results(out: Path, res: dict) -> None:
+    """The figures as JSON at `out` (folders made as needed), and where they went."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(f"results: {out}")
-    return 0
 
 
 if __name__ == "__main__":

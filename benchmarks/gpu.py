@@ -76,10 +76,8 @@ def main(argv=None) -> int:
     print(f"\n{oc['profile']} profile, {oc['category']}, teacher {oc['teacher']}, {name}: data {oc['data_s']:.0f} s, "
           f"train {oc['train_s']:.0f} s, evaluate {oc['evaluate_s']:.0f} s (amp {oc['amp']}), "
           f"total {oc['total_s'] / 60:.1f} min; PRO {oc['pro']:.3f}, R2 Global-Net {oc['r2_global']}")
-    out = Path(__file__).parent / "results" / f"gpu-{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-').lower()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
-    print(f"results: {out}")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    bench.write_results(Path(__file__).parent / "results" / f"gpu-{slug}.json", res)
     return 0
 
 
