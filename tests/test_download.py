@@ -246,3 +246,79 @@ def test_distillation_falls_back_offline_and_says_so(tmp_path, monkeypatch, caps
     assert "'imagenette' unavailable" in capsys.readouterr().err
     with pytest.raises(DataError, match="neither"):  # a wrong name is not silently replaced
         distillation_images_or_offline("imagenet-typo", root=tmp_path)
+
+
+# ----------------------------------------------------------------- ImageNet teacher weights
+def test_imagenet_teacher_downloads_through_torchvision_from_a_local_server(tmp_path, monkeypatch):
+    """`load_teacher("imagenet")` on a machine with internet (Colab): torchvision's weights enum ->
+    torch.hub's download -> the hub cache -> Local-Net's teacher. Only the host is redirected
+    (download.pytorch.org -> a local server serving a state dict made here)."""
+    import io
+    import torch
+    import torch.hub
+    from torchvision.models import resnet18
+    from glance_lite import teacher as teacher_mod
+    torch.manual_seed(3)
+    served = resnet18(weights=None).state_dict()
+    buf = io.BytesIO()
+    torch.save(served, buf)
+    real_urlopen = torch.hub.urlopen
+    with _Server(buf.getvalue()) as srv:
+        base = srv.url.rsplit("/", 1)[0]
+
+        def redirected(req, *args, **kwargs):
+            req.full_url = req.full_url.replace("https://download.pytorch.org/models", base)
+            return real_urlopen(req, *args, **kwargs)
+
+        monkeypatch.setattr(torch.hub, "urlopen", redirected)
+        old_dir = torch.hub.get_dir()
+        torch.hub.set_dir(str(tmp_path / "hub"))
+        try:
+            t = teacher_mod.load_teacher("imagenet", allow_download=True)
+            cached = teacher_mod.weights_path()
+        finally:
+            torch.hub.set_dir(old_dir)
+    assert cached.is_file() and cached.parent == tmp_path / "hub" / "checkpoints"
+    assert t.kind == "imagenet"
+    assert torch.equal(t.backbone.conv1.weight, served["conv1.weight"])
+
+
+# ----------------------------------------------------------------- CIFAR-10 (one-class chapter)
+def _cifar_tarball(per_batch: int = 20) -> tuple[bytes, dict]:
+    """A tiny cifar-10-python.tar.gz in torchvision's layout -> (bytes, {file: md5})."""
+    import hashlib
+    import io
+    import pickle
+    import numpy as np
+    rng = np.random.default_rng(0)
+    files, md5 = {}, {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": [k % 10 for k in range(per_batch)]}
+        files[name] = pickle.dumps(entry)
+    files["batches.meta"] = pickle.dumps({"label_names": [f"class{k}" for k in range(10)]})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            _add(tar, f"cifar-10-batches-py/{name}", data)
+            md5[name] = hashlib.md5(data).hexdigest()
+    return buf.getvalue(), md5
+
+
+def test_cifar10_downloads_through_torchvision_from_a_local_server(tmp_path, monkeypatch):
+    """Chapter 9's CIFAR-10 path on Colab (torchvision's download and checksums), served locally."""
+    import hashlib
+    from torchvision.datasets import CIFAR10
+    from glance_lite.data import one_class_split
+    body, md5 = _cifar_tarball()
+    with _Server(body) as srv:
+        monkeypatch.setattr(CIFAR10, "url", srv.url.rsplit("/", 1)[0] + "/cifar-10-python.tar.gz")
+        monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(body).hexdigest())
+        monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+        monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+        monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
+                                              "md5": md5["batches.meta"]})
+        s = one_class_split("cifar10", normal_class=4, root=tmp_path, seed=0)
+    assert (tmp_path / "cifar-10-python.tar.gz").is_file()
+    assert s.train.shape == (10, 3, 32, 32)          # 5 batches x 2 images of class 4
+    assert s.test_labels.tolist() == [0, 0, 1, 1]    # its 2 test images + as many outliers
