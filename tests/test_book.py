@@ -270,6 +270,11 @@ def test_the_setup_output_says_which_teacher_was_used(book_html):
     assert "UNTRAINED" in page and "teacher" in page
 
 
+def test_chapter_2_says_which_distillation_images_were_used(book_html):
+    page = (book_html / "book" / "02_local_net.html").read_text()
+    assert "Local-Net distilled on: sklearn" in page  # offline smoke build: the bundled photographs
+
+
 def test_the_lambda_explorer_is_in_the_html(book_html):
     pages = [f for f in toc_files() if 'class="glance-lambda"' in (book_html / f"{f}.html").read_text()]
     assert "book/06_scoring_maps" in pages, pages
