@@ -233,7 +233,7 @@ def test_imagenette_downloads_through_torchvision_from_a_local_server(tmp_path, 
 
 def test_distillation_falls_back_offline_and_says_so(tmp_path, monkeypatch, capsys):
     import socket
-    from glance_lite.data import distillation_images_or_offline
+    from glance_lite.data import distillation_images, distillation_images_or_offline
 
     def refuse(*args, **kwargs):
         raise OSError("network disabled in this test")
@@ -244,6 +244,10 @@ def test_distillation_falls_back_offline_and_says_so(tmp_path, monkeypatch, caps
     x, used = distillation_images_or_offline("imagenette", root=tmp_path)
     assert used == "sklearn" and x.shape == (2, 3, 427, 640)
     assert "'imagenette' unavailable" in capsys.readouterr().err
+    with pytest.raises(DataError) as err:  # the error names the URL, the folder and the way out
+        distillation_images("imagenette", root=tmp_path)
+    msg = str(err.value)
+    assert "imagenette2-160.tgz" in msg and str(tmp_path) in msg and "sklearn" in msg
     with pytest.raises(DataError, match="neither"):  # a wrong name is not silently replaced
         distillation_images_or_offline("imagenet-typo", root=tmp_path)
 

@@ -92,10 +92,18 @@ def _torchvision(name: str, root: PathLike, **kwargs):
             return cls(str(root), download=True, **kwargs)
         except Exception as exc:
             raise DataError(
-                f"{name} is not in {root} and downloading it failed ({type(exc).__name__}: {exc}). "
-                "The download needs internet access (it works on Colab); offline, use "
-                "dataset='digits' / source='sklearn' (bundled with scikit-learn) instead."
+                f"{name} is not in {root} and downloading it from {_source_url(cls, kwargs)} failed "
+                f"({type(exc).__name__}: {exc}). The download needs internet access (it works on "
+                "Colab); offline, use dataset='digits' / source='sklearn' (bundled with "
+                "scikit-learn) instead."
             ) from exc
+
+
+def _source_url(cls, kwargs: dict) -> str:
+    """Where torchvision downloads a dataset class from (for error messages)."""
+    if hasattr(cls, "_ARCHIVES"):  # Imagenette: one archive per image size
+        return cls._ARCHIVES.get(kwargs.get("size", "full"), ("its server",))[0]
+    return getattr(cls, "url", None) or getattr(cls, "_download_url_prefix", None) or "its server"
 
 
 def _cifar10(root: PathLike, train: bool):
