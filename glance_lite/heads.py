@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .baselines.common import nearest_distances
+
 MATCH, DISTORTED = 0, 1
 DAD_SLOPE = 1e-2
 
@@ -100,21 +102,10 @@ class ResidualBank(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, r: torch.Tensor, chunk: int = 512, bank_chunk: int = 16384) -> torch.Tensor:
-        """Residuals `(B, n)` -> RMS distance to the nearest bank residual `(B,)`.
-
-        ||r - b||^2 = ||r||^2 - 2 r.b + ||b||^2 as one matrix product per (chunk x bank_chunk)
-        block, keeping the running minimum (blocks of 32 MB in float32)."""
-        r = r.float()
-        best = torch.full((len(r),), float("inf"), device=r.device)
-        for part in self.residuals.split(bank_chunk):
-            b = part.to(r.device, torch.float32)
-            b2 = b.pow(2).sum(1)
-            for i in range(0, len(r), chunk):
-                q = r[i:i + chunk]
-                d = torch.addmm(b2, q, b.t(), alpha=-2).amin(dim=1) + q.pow(2).sum(1)
-                best[i:i + chunk] = torch.minimum(best[i:i + chunk], d)
-        return best.clamp(min=0).sqrt() / r.shape[-1] ** 0.5
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """Residuals `(B, n)` -> RMS distance to the nearest bank residual `(B,)` (the same
+        nearest-neighbour search as the local-only baseline)."""
+        return nearest_distances(r, self.residuals) / r.shape[-1] ** 0.5
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "residuals"
