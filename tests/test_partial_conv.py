@@ -95,3 +95,24 @@ def test_plan_path_equals_direct_path():
         mask[i, :, t:t + 33, l:l + 33] = 0
     image = torch.rand(3, 3, 256, 256)
     assert torch.equal(net(image, mask), net(image, mask, GlobalNet.mask_plan(mask)))
+
+
+@pytest.mark.parametrize("hole", [False, True])
+def test_full_windows_take_the_plain_convolution_with_the_same_numbers(hole):
+    """A mask with no hole in any window (layers 2_1 on, for a 33x33 hole) skips the masking;
+    the result is the same as the masked computation, and a hole still takes the masked path."""
+    from glance_lite.partial_conv import MaskStep, mask_step
+    torch.manual_seed(0)
+    conv = PartialConv2d(4, 5, 3, stride=1)
+    x = torch.randn(2, 4, 9, 9)
+    mask = torch.ones(2, 1, 9, 9)
+    if hole:
+        mask[:, :, 3:5, 3:5] = 0
+    step = mask_step(mask, 3, 1)
+    assert step.full() == (not hole)
+    y, m = conv(x, mask, step)
+    masked = MaskStep(step.scale, step.mask, _full=False)  # force Eq. 5's masked formula
+    y_ref, m_ref = conv(x, mask, masked)
+    assert torch.equal(m, m_ref) and torch.allclose(y, y_ref, atol=1e-6, rtol=0)
+    if not hole:
+        assert torch.allclose(y, F.conv2d(x, conv.weight, conv.bias), atol=1e-6, rtol=0)
