@@ -105,11 +105,12 @@ def fit_prior(net: nn.Module, positions: torch.Tensor, mean_targets: torch.Tenso
 
 def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
                  g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
-                 device: torch.device) -> tuple[torch.Tensor, dict]:
+                 device: torch.device, stains: dict | None = None) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
 
     images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
-    Uses model.local_net (frozen), model.global_net, model.head and model.scaler.
+    Uses model.local_net (frozen), model.global_net, model.head and model.scaler; `stains`:
+    keyword arguments of stains.add_stains (`Profile.stain_kwargs()`).
     """
     idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
     pick = torch.randint(0, positions.shape[0], (n_images, holes), generator=g)
@@ -123,7 +124,7 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     # DAD head on the first dad_holes holes: the real patch or its stained copy, equiprobably
     k = min(dad_holes, len(tl))
     p = crop(images[idx][img_idx[:k]], tl[:k].unsqueeze(1), 33)[:, 0]
-    p_neg, _ = add_stains(p, generator=g)
+    p_neg, _ = add_stains(p, generator=g, **(stains or {}))
     is_real = (torch.rand(k, generator=g) < 0.5).to(device)
     with torch.no_grad():
         z_neg = model.scaler(model.local_net(normalize(p_neg.to(device))))

@@ -54,12 +54,13 @@ def context_r2(z_l: torch.Tensor, z_g: torch.Tensor, z_train: torch.Tensor) -> d
 
 @torch.no_grad()
 def dad_auroc(model, images: torch.Tensor, z_g: torch.Tensor, grid: PatchGrid, seed: int = 0,
-              max_pairs: int = 4000) -> float:
+              max_pairs: int = 4000, stains: dict | None = None) -> float:
     """Does the DAD head tell stained from real patches on held-out normal images? (Eq. 8, 12)
 
     images: normal test images `(N,3,S,S)`; z_g: Global-Net's predictions for them `(N, K*K, 128)`.
     Every grid patch (up to `max_pairs`, evenly spaced) is scored twice by s_DAD, as it is and
-    with one stain (stains.py) -> AUROC of "stained above real" (0.5 = chance, 1 = perfect).
+    with one stain (stains.py; `stains`: add_stains keyword arguments, the run's own negatives)
+    -> AUROC of "stained above real" (0.5 = chance, 1 = perfect).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -70,7 +71,7 @@ def dad_auroc(model, images: torch.Tensor, z_g: torch.Tensor, grid: PatchGrid, s
     pick = torch.linspace(0, n * k2 - 1, min(max_pairs, n * k2)).round().long().unique()
     tl = grid.top_left[pick % k2]
     p = crop(images[pick // k2], tl.unsqueeze(1), grid.patch_size)[:, 0]
-    p_neg, _ = add_stains(p, generator=torch.Generator().manual_seed(seed))
+    p_neg, _ = add_stains(p, generator=torch.Generator().manual_seed(seed), **(stains or {}))
     dev = next(model.local_net.parameters()).device
     zg = z_g.reshape(-1, z_g.shape[-1])[pick].to(dev)
     s = [dad_score(model.head, model.scaler(model.local_net(normalize(x.to(dev)))), zg).float().cpu()

@@ -92,7 +92,8 @@ def evaluate(run_dir: str | Path, data_root: str | Path, category: str, out_dir:
     if len(z_l):  # did Global-Net learn the context? (diagnostics.py)
         train_images = load_mvtec(data_root, category, "train").images
         result["context"] = context_r2(z_l, z_g, grid_targets(model, train_images, grid))
-        result["context"]["dad_auroc_stains"] = dad_auroc(model, split.images[split.labels == 0], z_g, grid)
+        result["context"]["dad_auroc_stains"] = dad_auroc(model, split.images[split.labels == 0], z_g, grid,
+                                                       stains=prof.stain_kwargs())
     result.update({"category": category, "lambda_s": lambda_s, "grid_per_side": grid.per_side,
                    "grid_align": grid.align,
                    "n_images": len(split), "seconds_per_image": seconds / max(len(split), 1),

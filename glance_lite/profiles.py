@@ -59,6 +59,13 @@ class Profile:
     nearest_iad: bool = False   # our nearest-residual Eq. 11 (heads.ResidualBank), filled after training
     lr_warmup: float = 0.0      # fraction of train_steps with a linear warm-up, then cosine decay;
                                 # 0: constant learning rates (paper)
+    stain_radius: tuple = (2.0, 0.0)  # radius range of the DAD negatives' stain in px (0: P/5);
+    stain_min_opacity: float = 0.5    # the paper says "small" only (stains.py)
+
+    def stain_kwargs(self) -> dict:
+        """Keyword arguments of stains.add_stains for this profile's DAD negatives."""
+        lo, hi = self.stain_radius
+        return dict(min_radius=lo, max_radius=hi or None, min_opacity=self.stain_min_opacity)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,9 +73,10 @@ class Profile:
 
 # our deviations for the short schedules (context_train.py, global_net.py; measured in
 # benchmarks/accuracy.py): the hole's position, standardised targets, many holes per image, and
-# s_IAD as the distance of the whitened residual to the nearest normal training residual
+# s_IAD as the distance of the whitened residual to the nearest normal training residual, and
+# larger, more opaque stains for the DAD negatives (stains.py)
 SHORT = dict(global_arch="coords", standardize=True, holes_per_image=32, lr_warmup=0.1, whiten_iad=True,
-             nearest_iad=True)
+             nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7)
 
 PROFILES = {
     "smoke": Profile("smoke", distill_steps=3, distill_batch=8, finetune_steps=3, finetune_batch=8,
@@ -96,8 +104,9 @@ def profile_from_config(d: dict) -> Profile:
     unknown to this version are ignored, missing ones take their defaults (older runs)."""
     names = {f.name for f in fields(Profile)}
     d = {k: v for k, v in d.items() if k in names}
-    if "synthetic" in d:
-        d["synthetic"] = tuple(tuple(x) for x in d["synthetic"])
+    for key in ("synthetic", "stain_radius"):
+        if key in d:
+            d[key] = tuple(tuple(x) if isinstance(x, list) else x for x in d[key])
     return Profile(**d)
 
 

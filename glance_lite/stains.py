@@ -47,13 +47,21 @@ def stain_masks(batch: int, size: int, generator: torch.Generator | None = None,
 
 
 def add_stains(patches: torch.Tensor, generator: torch.Generator | None = None,
-               min_opacity: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stain every patch once: `(B,3,P,P)` in [0,1] -> (stained `(B,3,P,P)`, blob mask `(B,1,P,P)`)."""
+               min_opacity: float = 0.5, min_radius: float = 2.0,
+               max_radius: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stain every patch once: `(B,3,P,P)` in [0,1] -> (stained `(B,3,P,P)`, blob mask `(B,1,P,P)`).
+
+    The paper asks for a "small" stain and gives no size. The defaults (radius 2 to P/5, opacity
+    >= 0.5) are the `paper` profile's; the short profiles use radius 4-8 px, opacity >= 0.7
+    (`Profile.stain_kwargs`): measured on magnetic tiles, a classifier trained to convergence on
+    frozen Local-Net features of real vs stained patches reaches validation log-loss 0.575 with
+    the defaults (many faint stains are invisible in Z_l) and 0.480 with the larger ones.
+    """
     if patches.dim() != 4 or patches.shape[1] != 3:
         raise ValueError(f"add_stains expects patches (B, 3, P, P); got {tuple(patches.shape)}")
     b, _, size, _ = patches.shape
     dev = patches.device
-    blob = stain_masks(b, size, generator=generator, device=dev)
+    blob = stain_masks(b, size, generator=generator, min_radius=min_radius, max_radius=max_radius, device=dev)
     colour = torch.rand(b, 3, 1, 1, generator=generator, device=dev)
     opacity = min_opacity + (1 - min_opacity) * torch.rand(b, 1, 1, 1, generator=generator, device=dev)
     alpha = blob * opacity

@@ -70,13 +70,13 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
     `batch` random (image, patch) pairs as in the paper; half of the DAD pairs get the stained patch."""
     if prof.holes_per_image:
         return context_step(model, images, ctx["targets"], ctx["positions"], g, batch,
-                            prof.holes_per_image, prof.dad_holes, prof.lambda_t, device)
+                            prof.holes_per_image, prof.dad_holes, prof.lambda_t, device, prof.stain_kwargs())
     idx = torch.randint(0, images.shape[0], (batch,), generator=g)
     size = images.shape[-1]
     tl = random_top_left(batch, size, 33, generator=g)
     imgs = images[idx]
     p = crop(imgs, tl.unsqueeze(1), 33)[:, 0]
-    p_neg, _ = add_stains(p, generator=g)
+    p_neg, _ = add_stains(p, generator=g, **prof.stain_kwargs())
     is_real = torch.rand(batch, generator=g) < 0.5  # p and p- are fed equiprobably (Sec. 3.2)
     imgs, p, p_neg, is_real = imgs.to(device), p.to(device), p_neg.to(device), is_real.to(device)
     with torch.no_grad():  # Local-Net is frozen in this phase
