@@ -66,9 +66,10 @@ def test_layout_and_labels(root, splits):
 
 
 def test_mask_components_match_the_defect(root):
-    """Masks are the changed pixels: 'swap'/'misplaced' touch two parts, 'missing' one (objects)."""
-    expected = {"swap": 2, "misplaced": 2, "missing": 1}
-    for cat in (c for c in SYNTHETIC_CATEGORIES if CATEGORY_TYPES[c] == "object"):
+    """Masks are the changed pixels: 'swap'/'misplaced' touch two parts, 'missing' and 'colour' one
+    (fabric's logical defects change one dot, not a whole pattern line: its context must disagree)."""
+    expected = {"swap": 2, "misplaced": 2, "missing": 1, "colour": 1}
+    for cat in SYNTHETIC_CATEGORIES:
         for defect in set(CATEGORY_DEFECTS[cat]) & set(expected):
             for path in sorted((root / cat / "ground_truth" / defect).glob("*_mask.png")):
                 _, n = ndimage.label(np.asarray(Image.open(path)) > 127)
@@ -100,6 +101,10 @@ def test_stamp_reuse_refuse_and_overwrite(tmp_path):
     before = f.stat().st_mtime_ns
     make_synthetic(tmp_path, categories=["cable"], seed=3, **SMALL)
     assert f'"version": {synthetic._VERSION}' in stamp.read_text() and f.stat().st_mtime_ns != before
+    old = stamp.read_text().replace(f'"version": {synthetic._VERSION}', '"version": 0')  # an older
+    stamp.write_text(old.replace('"swap"', '"twist"'))          # version with other defects: redrawn too
+    make_synthetic(tmp_path, categories=["cable"], seed=3, **SMALL)
+    assert '"swap"' in stamp.read_text() and '"twist"' not in stamp.read_text()
     (tmp_path / "fabric").mkdir()
     (tmp_path / "fabric" / "mine.txt").write_text("user data")
     with pytest.raises(DataError, match="no .synthetic.json stamp"):
