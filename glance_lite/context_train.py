@@ -34,7 +34,7 @@ from .fast_local import grid_local_features
 from .losses import joint_loss
 from .patches import PatchGrid, crop
 from .scoring import patch_features
-from .stains import add_stains
+from .stains import add_stains, context_stains
 from .teacher import normalize
 
 
@@ -105,19 +105,22 @@ def fit_prior(net: nn.Module, positions: torch.Tensor, mean_targets: torch.Tenso
 
 def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
                  g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
-                 device: torch.device, stains: dict | None = None) -> tuple[torch.Tensor, dict]:
+                 device: torch.device, stains: dict | None = None,
+                 n_context_stains: int = 0) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
 
     images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
     Uses model.local_net (frozen), model.global_net, model.head and model.scaler; `stains`:
-    keyword arguments of stains.add_stains (`Profile.stain_kwargs()`).
+    keyword arguments of stains.add_stains (`Profile.stain_kwargs()`); `n_context_stains` > 0:
+    Global-Net sees each image with up to that many random stains (stains.context_stains) while
+    its targets stay the clean patches' features.
     """
     idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
     pick = torch.randint(0, positions.shape[0], (n_images, holes), generator=g)
     tl = positions[pick].view(-1, 2)                                    # (n_images*holes, 2)
     img_idx = torch.arange(n_images).repeat_interleave(holes)
     z_l = model.scaler(targets[idx[:, None], pick].view(-1, targets.shape[-1]).float().to(device))
-    imgs = normalize(images[idx].to(device))
+    imgs = normalize(context_stains(images[idx], n_context_stains, g).to(device))
     base = hole_free_front(model.global_net, imgs)
     z_g = features_at(model.global_net, imgs, base, img_idx.to(device), tl.to(device), 33,
                       window_side(33))

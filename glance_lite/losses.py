@@ -32,9 +32,11 @@ def compactness_loss(z: torch.Tensor) -> torch.Tensor:
     which is >= 0, exactly 0 when the dimensions are decorrelated, and 1 when every dimension is
     a copy of the same one. Needs a batch B >= 2.
 
-    Weight (not yet measured): because of the 1/(n(n-1)) = 1/16,256 normalisation, l_c at
-    lambda_c = 1 is a fraction of a percent of l_k, so in effect it is switched off; whether the
-    paper's intended weight helps Local-Net is an open item of the "Context that works" issue.
+    Weight (measured, cpu profile, last 20 steps of each phase): this mean of *squared*
+    correlations is not switched off by its 1/(n(n-1)) normalisation; at lambda_c = 1 it ends
+    at 0.33-0.83 against l_k = 1.1-4.0 after fine-tuning (10-45 % of l_local), and the features
+    stay strongly correlated (RMS off-diagonal correlation about 0.6-0.9). Whether a larger
+    lambda_c helps Local-Net is not measured yet.
     """
     if z.shape[0] < 2:
         raise ValueError(f"compactness loss needs a batch of at least 2 features; got {tuple(z.shape)}")

@@ -68,6 +68,29 @@ def add_stains(patches: torch.Tensor, generator: torch.Generator | None = None,
     return patches * (1 - alpha) + colour * alpha, blob
 
 
+def context_stains(images: torch.Tensor, max_stains: int, generator: torch.Generator | None = None,
+                   min_radius: float = 6.0, max_radius: float = 24.0) -> torch.Tensor:
+    """Paint 0..max_stains random stains (each count equally likely) on every image `(B,3,S,S)`
+    in [0,1] -> `(B,3,S,S)`. Our training-time corruption of Global-Net's *context* (context_train.py):
+    the targets stay the clean patches' features, so Global-Net learns to predict a patch from
+    surroundings that may themselves hold a defect."""
+    b, _, size, _ = images.shape
+    if max_stains <= 0:
+        return images
+    dev = images.device
+    blobs = stain_masks(b * max_stains, size, generator=generator, min_radius=min_radius,
+                        max_radius=max_radius, device=dev).view(b, max_stains, 1, size, size)
+    count = torch.randint(0, max_stains + 1, (b, 1), generator=generator).to(dev)
+    active = (torch.arange(max_stains, device=dev)[None] < count).float()           # (B, max_stains)
+    colour = torch.rand(b, max_stains, 3, 1, 1, generator=generator).to(dev)
+    opacity = 0.5 + 0.5 * torch.rand(b, max_stains, 1, 1, 1, generator=generator).to(dev)
+    out = images
+    for k in range(max_stains):
+        alpha = blobs[:, k] * opacity[:, k] * active[:, k].view(b, 1, 1, 1)
+        out = out * (1 - alpha) + colour[:, k] * alpha
+    return out
+
+
 def shuffled_negatives(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One-class negatives: row i gets another row's image (a derangement), `(B,...) -> (B,...)`."""
     b = images.shape[0]

@@ -89,3 +89,17 @@ def test_shuffled_negatives_never_keep_their_own_image():
     assert (neg != imgs).all() and sorted(neg.view(-1).tolist()) == list(range(10))
     with pytest.raises(ValueError):
         shuffled_negatives(imgs[:1])
+
+
+def test_context_stains_corrupt_some_images_reproducibly():
+    """Global-Net's training images get 0..max stains each (stains.context_stains)."""
+    from glance_lite.stains import context_stains
+    images = torch.rand(32, 3, 64, 64)
+    assert context_stains(images, 0) is images                      # off: untouched (paper)
+    a = context_stains(images, 2, torch.Generator().manual_seed(1), 4, 10)
+    b = context_stains(images, 2, torch.Generator().manual_seed(1), 4, 10)
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    changed = ((a - images).abs().amax(dim=(1, 2, 3)) > 1e-6)
+    assert 0 < changed.sum() < len(images)                           # some clean, some stained
+    area = ((a - images).abs().sum(1) > 1e-6).float().mean(dim=(1, 2))
+    assert (area[changed] < 0.5).all()                               # stains, not new images
