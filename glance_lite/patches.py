@@ -57,6 +57,26 @@ def random_top_left(n: int, image_size: int, size: int,
     return torch.randint(0, image_size - size + 1, (n, 2), generator=generator)
 
 
+def patch_on_defect(mask: torch.Tensor, size: int = 33) -> tuple[int, int]:
+    """Top-left corner (row, col) of a size x size patch centred *inside* a defect mask `(H,W)`
+    (or `(1,H,W)`), kept inside the image; the image's centre for an empty mask.
+
+    The centre is the pixel of the mask's largest connected region that lies farthest from the
+    region's border (a distance transform). A mask's centroid is not enough: for a swap or a
+    misplaced part (two regions) it lands on the empty board between them.
+    """
+    from scipy import ndimage
+    m = mask.reshape(mask.shape[-2:]).cpu().numpy() > 0.5
+    h, w = m.shape
+    if not m.any():
+        return (h - size) // 2, (w - size) // 2
+    labels, n = ndimage.label(m)
+    largest = 1 + int(ndimage.sum(m, labels, range(1, n + 1)).argmax())
+    depth = ndimage.distance_transform_edt(labels == largest)
+    r, c = divmod(int(depth.argmax()), w)
+    return (min(max(r - size // 2, 0), h - size), min(max(c - size // 2, 0), w - size))
+
+
 @dataclass(frozen=True)
 class PatchGrid:
     """The raster grid of Sec. 3.3: `per_side`^2 patches spread uniformly over the image."""

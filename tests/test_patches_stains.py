@@ -103,3 +103,19 @@ def test_context_stains_corrupt_some_images_reproducibly():
     assert 0 < changed.sum() < len(images)                           # some clean, some stained
     area = ((a - images).abs().sum(1) > 1e-6).float().mean(dim=(1, 2))
     assert (area[changed] < 0.5).all()                               # stains, not new images
+
+
+def test_patch_on_defect_lands_inside_a_region_not_between_two():
+    """A swap's mask has two regions: their centroid is empty board; the picked patch's centre
+    must lie inside the larger region, and the patch inside the image."""
+    from glance_lite.patches import patch_on_defect
+    mask = torch.zeros(256, 256)
+    mask[40:70, 30:60] = 1          # region A (30 x 30)
+    mask[180:200, 190:210] = 1      # region B (20 x 20); centroid of both: empty board
+    r, c = patch_on_defect(mask)
+    assert mask[r + 16, c + 16] == 1 and 40 <= r + 16 < 70 and 30 <= c + 16 < 60
+    corner = torch.zeros(1, 256, 256)
+    corner[0, 250:, 250:] = 1       # at the image corner: the patch is clamped inside
+    r, c = patch_on_defect(corner)
+    assert (r, c) == (223, 223)
+    assert patch_on_defect(torch.zeros(256, 256)) == (111, 111)
