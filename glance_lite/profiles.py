@@ -63,6 +63,8 @@ class Profile:
     stain_min_opacity: float = 0.5    # the paper says "small" only (stains.py)
     context_stains: int = 0     # > 0: Global-Net's input images get up to that many random stains
                                 # while its targets stay clean (stains.context_stains); 0: paper
+    context_shift: int = 0      # > 0: Global-Net's input images move by up to that many px
+                                # (context_train.shifted_holes); 0: paper
 
     def stain_kwargs(self) -> dict:
         """Keyword arguments of stains.add_stains for this profile's DAD negatives."""
@@ -82,7 +84,8 @@ class Profile:
 # R^2 0.798; with them 0.966, 0.787 -- an anomaly elsewhere in the image no longer shifts every
 # prediction (normal pixels of swapped-core images had median s_IAD 1.03 against 0.13).
 SHORT = dict(global_arch="coords", standardize=True, holes_per_image=16, lr_warmup=0.1, whiten_iad=True,
-             nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2)
+             nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2,
+             context_shift=8)
 
 PROFILES = {
     "smoke": Profile("smoke", distill_steps=3, distill_batch=8, finetune_steps=3, finetune_batch=8,
@@ -91,7 +94,7 @@ PROFILES = {
                      synthetic=(("n_train", 6), ("n_test_good", 2), ("n_test_per_defect", 1)),
                      **SHORT, lattice_stride=32),
     "cpu": Profile("cpu", distill_steps=150, distill_batch=32, finetune_steps=150, finetune_batch=16,
-                   train_steps=2000, train_batch=8, grid_per_side=20, checkpoint_every=100,
+                   train_steps=1500, train_batch=8, grid_per_side=20, checkpoint_every=100,
                    score_chunk=48, lr_global=1e-3, lr_head=1e-3, **SHORT),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
                      finetune_batch=16, train_steps=8000, train_batch=16, teacher_input=112,

@@ -6,7 +6,8 @@ import torch
 
 from glance_lite import GlobalNet, normalize
 from glance_lite.checkpoint import CheckpointError
-from glance_lite.context_train import FeatureScaler, context_step, fit_prior, lattice, local_targets
+from glance_lite.context_train import (FeatureScaler, context_step, fit_prior, lattice, local_targets,
+                                       shifted_holes)
 from glance_lite.diagnostics import context_r2, r2
 from glance_lite.fast_global import features_at, hole_free_front, window_side
 from glance_lite.global_net import hole_centres
@@ -131,6 +132,28 @@ def test_context_step_trains_global_net_and_head_not_local_net():
     assert model.global_net.pconv2_1.weight.grad.abs().sum() > 0
     assert model.head.fc0.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.local_net.parameters())
+
+
+def test_shifted_holes_keep_each_hole_on_its_target_patch():
+    """A moved image's patch at every drawn hole is the original patch its target came from."""
+    imgs = torch.rand(4, 3, 256, 256)
+    pos = lattice(stride=4)
+    moved, pick, tl = shifted_holes(imgs, pos, 60, 8, torch.Generator().manual_seed(0))
+    src = pos[pick].view(-1, 2)
+    which = torch.arange(4).repeat_interleave(60)
+    assert torch.equal(crop(moved[which], tl.unsqueeze(1), 33), crop(imgs[which], src.unsqueeze(1), 33))
+    assert tl.min() >= 0 and tl.max() <= 256 - 33                     # every hole inside the image
+    moves = (tl - src).view(4, 60, 2)
+    assert (moves == moves[:, :1]).all() and moves.abs().max() <= 8   # one move per image, bounded
+    assert len(moves[:, 0].unique(dim=0)) > 1                         # and the images move differently
+    # with shifts the step still trains (and 0 keeps the paper's unshifted draw)
+    model = Glance(arch="coords")
+    model.local_net.requires_grad_(False)
+    tg = local_targets(model.local_net, imgs[:2], lattice(stride=32))
+    loss, _ = context_step(model, imgs[:2], tg, lattice(stride=32), step_generator(0, "t", 0), 2, 5, 4,
+                           0.01, torch.device("cpu"), max_shift=64)
+    loss.backward()
+    assert math.isfinite(loss.item()) and model.global_net.pconv2_1.weight.grad.abs().sum() > 0
 
 
 def test_lr_schedule_warms_up_then_decays():
