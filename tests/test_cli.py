@@ -243,3 +243,14 @@ def test_arch_option(command, capsys):
         assert cli._demo_out(plain) == Path("runs/demo-cpu")
         other = "paper" if plain.global_arch == "coords" else "coords"
         assert cli._demo_out(get_profile("cpu", global_arch=other)) == Path(f"runs/demo-cpu-{other}")
+
+
+def test_pipeline_diagram_names_every_stage(tmp_path):
+    """viz.pipeline_diagram: one box per stage of the method, every arrow between known boxes."""
+    from glance_lite.viz import _ARROWS, _BOXES, pipeline_diagram
+    fig = pipeline_diagram(tmp_path / "pipeline.png")
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for word in ("Local-Net", "Global-Net", "IAD", "DAD", "IDW", "λs", "hole"):
+        assert word in text
+    assert all(a in _BOXES and b in _BOXES for a, b in _ARROWS)
+    assert (tmp_path / "pipeline.png").stat().st_size > 10_000
