@@ -165,27 +165,69 @@ class BookSetup:
         lines = [f"device   : {self.device}" + (f" ({torch.cuda.get_device_name(0)})" if self.device.type == "cuda" else ""),
                  f"profile  : {p.name} (distill {p.distill_steps}, finetune {p.finetune_steps}, "
                  f"train {p.train_steps} steps; {p.grid_per_side}x{p.grid_per_side} scoring grid)",
-                 f"teacher  : {self.teacher} - {self.teacher_note}",
+                 f"teacher  : {self.teacher} - " + ("UNTRAINED, see the warning below" if self.teacher == "random"
+                                                    else self.teacher_note),
                  f"data     : {self.data_root}",
                  f"runs     : {self.runs}",
                  f"live     : {'yes (interactive widgets)' if self.live else 'no (static HTML explorer)'}"]
-        return "\n".join(lines + self.notes)
+        return "\n".join(lines)
+
+
+@dataclass
+class Notice:
+    """A warning the reader must not miss, e.g. the untrained-teacher notice of `book_setup`.
+
+    In the built book it is a MyST `{warning}` admonition (text/markdown; _config.yml ranks
+    Markdown above HTML for the html builder so that myst-nb parses it); in Jupyter or Colab a
+    yellow box (text/html); as plain text, the title and the text on one line."""
+
+    title: str
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        return f"```{{warning}} {self.title}\n{self.text}\n```\n"
+
+    def _repr_html_(self) -> str:
+        return ('<div style="border-left:4px solid #e0a800;background:#fff8e1;padding:6px 10px">'
+                f"<b>{html.escape(self.title)}</b><br>{html.escape(self.text)}</div>")
+
+    def __str__(self) -> str:
+        return f"{self.title.upper()}: {self.text}"
+
+
+def _show(notice: Notice) -> None:
+    """Display `notice` as a rich output in a Jupyter kernel, else print it."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and getattr(get_ipython(), "kernel", None) is not None:
+        display(notice)
+    else:
+        print(notice)
 
 
 def book_setup(seed: int = 0, quiet: bool = False) -> BookSetup:
-    """Called by the first cell of every chapter; prints (and returns) the chapter's settings."""
+    """Called by the first cell of every chapter; prints (and returns) the chapter's settings and
+    shows its notices (`Notice`: the untrained teacher) as warnings."""
     from .profiles import get_profile
     prof = get_profile()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     teacher, note = choose_teacher(prof)
     setup = BookSetup(find_repo_root(), prof, device, teacher, note, seed, is_live())
     if teacher == "random":
-        setup.notes.append("NOTE: UNTRAINED TEACHER - every number below comes from a Local-Net distilled "
-                           "from a random ResNet-18; it shows how the method runs, not how well it works.")
+        setup.notes.append(Notice(
+            "Untrained teacher",
+            f"Every number on this page comes from a Local-Net distilled from a randomly initialised "
+            f"(UNTRAINED) ResNet-18 teacher. It shows how the method runs, not how well the paper's "
+            f"ImageNet teacher would work. Why: {note}."))
     torch.manual_seed(seed)
     _inline_figures()
     if not quiet:
         print(setup.summary())
+        for n in setup.notes:
+            _show(n)
     return setup
 
 

@@ -208,6 +208,11 @@ def test_chapters_show_their_figures(book_html):
 def test_the_setup_output_says_which_teacher_was_used(book_html):
     page = (book_html / "book" / "00_preface.html").read_text()
     assert "UNTRAINED" in page and "teacher" in page
+    for f in toc_files():  # every notebook page shows the notice as a warning admonition
+        if (ROOT / f"{f}.ipynb").exists():
+            page = (book_html / f"{f}.html").read_text()
+            assert re.search(r'class="admonition warning"[^>]*>\s*<p class="admonition-title">Untrained teacher',
+                             page), f"{f}: no untrained-teacher warning admonition"
 
 
 def test_chapter_2_says_which_distillation_images_were_used(book_html):
@@ -270,3 +275,18 @@ def test_one_class_learning_rates_match_the_supplementary_in_the_paper_profile()
     from glance_lite.profiles import get_profile
     lrs = learning_rates(get_profile("paper"))
     assert all(abs(v - 1e-5) < 1e-12 for v in lrs.values()), lrs
+
+
+def test_untrained_teacher_notice_is_a_warning_admonition(monkeypatch, capsys):
+    """book_setup's notice: a MyST {warning} in the book, a box in Jupyter, one line as text."""
+    from glance_lite.explorer import Notice, book_setup
+    monkeypatch.setenv("GLANCE_PROFILE", "smoke")
+    monkeypatch.delenv("GLANCE_TEACHER", raising=False)
+    setup = book_setup()
+    out = capsys.readouterr().out
+    assert setup.teacher == "random" and len(setup.notes) == 1 and isinstance(setup.notes[0], Notice)
+    md = setup.notes[0]._repr_markdown_()
+    assert md.startswith("```{warning} Untrained teacher\n") and md.rstrip().endswith("```")
+    assert "UNTRAINED" in md and "smoke" in md                  # the run's facts: why this teacher
+    assert "<b>Untrained teacher</b>" in setup.notes[0]._repr_html_()
+    assert "UNTRAINED TEACHER: Every number" in out           # outside a kernel: printed as text
