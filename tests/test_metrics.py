@@ -230,3 +230,19 @@ def test_timing_full_mvtec_size(request):
     start = time.perf_counter()
     value = au_pro(masks, maps)
     print(f"\nau_pro on {masks.shape}: {time.perf_counter() - start:.2f} s (value {value:.4f})")
+
+
+def test_paper_tables_are_copied_consistently():
+    """Every published table's "Mean" row is the mean of its 15 categories (to the paper's rounding),
+    so a mistyped number shows; side_by_side puts our values beside the paper's."""
+    from glance_lite.paper import paper_tables, side_by_side
+    tabs = paper_tables()
+    assert set(tabs) == {"tab1", "tab2", "tab4", "supp_tab4"}
+    for name, tab in tabs.items():
+        rows = {k: v for k, v in tab["rows"].items() if k != "Mean"}
+        assert len(rows) == 15 and all(len(v) == len(tab["columns"]) for v in tab["rows"].values()), name
+        means = np.array(list(rows.values())).mean(0)
+        assert np.abs(means - np.array(tab["rows"]["Mean"])).max() <= 0.011, name
+    md = side_by_side("tab1", {"circuit (synthetic)": 0.9, "tire (real)": None}, "this run")
+    assert "| **circuit (synthetic)** | – | – | **0.900** |" in md and "**tire (real)**" in md
+    assert "TS (paper)" in md and "Glance (paper)" in md and "mean of 5 textures" in md
