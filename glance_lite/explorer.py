@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,14 +138,26 @@ class BookSetup:
         return make_synthetic(self.data_root, seed=self.seed, categories=categories,
                               **dict(self.profile.synthetic))
 
-    def train(self, category: str) -> Path:
-        """RUN/glance.pt for `category`: loaded if an earlier chapter trained it, else trained now."""
+    def train(self, category: str, until: str = "train") -> Path:
+        """RUN/glance.pt for `category`: loaded if an earlier chapter trained it, else trained now
+        (printed: which, and how long). until="finetune": Local-Net only, RUN/local.pt."""
         from .train import train
         self.make_data([category])
+        target = self.run_dir(category) / ("glance.pt" if until == "train" else "local.pt")
+        had, t0 = target.is_file(), time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"(?s).*UNTRAINED TEACHER")
-            return train(self.run_dir(category), self.data_root, category, self.profile, self.teacher,
-                         seed=self.seed, resume=True, device=self.device, progress=self.live)
+            path = train(self.run_dir(category), self.data_root, category, self.profile, self.teacher,
+                         seed=self.seed, resume=True, device=self.device, progress=self.live, until=until)
+        what = "Local-Net" if until != "train" else "model"
+        print(f"{category} {what}: " + ("loaded what an earlier chapter trained" if had else
+                                        f"trained now in {time.perf_counter() - t0:.0f} s") + f" ({path})")
+        return path
+
+    def train_local(self, category: str) -> Path:
+        """RUN/local.pt for `category`: Local-Net pre-trained (chapter 2), nothing else; a later
+        `train` continues from it."""
+        return self.train(category, until="finetune")
 
     def evaluate(self, category: str) -> dict:
         """evaluate()'s metrics for `category`, recomputed only when the model is newer."""

@@ -70,3 +70,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
             state.setdefault(f"{part}.{key}", value)
     checkpoint.load_state(model, state, path, "Glance")
     return model.to(device).eval(), ckpt["config"]
+
+
+def load_local(path: str | Path, device: str | torch.device = "cpu") -> tuple[Glance, dict]:
+    """Load RUN/local.pt (Local-Net after pre-training, `train(..., until="finetune")`) ->
+    (a Glance model in eval mode whose Local-Net and decoder D are the trained ones, config).
+    Global-Net and the DAD head of that model are untrained; use them only after `load_model`."""
+    ckpt = checkpoint.load(path)
+    if "local_net" not in ckpt.get("models", {}):
+        raise checkpoint.CheckpointError(f"{path} holds no pre-trained Local-Net (phase {ckpt.get('phase')!r})")
+    model = Glance(arch=model_arch(ckpt["config"]))
+    checkpoint.load_state(model.local_net, ckpt["models"]["local_net"], path, "Local-Net")
+    if "decoder" in ckpt["models"]:  # written since the book's chapter 2 loads it
+        checkpoint.load_state(model.decoder, ckpt["models"]["decoder"], path, "decoder")
+    return model.to(device).eval(), ckpt["config"]

@@ -155,12 +155,16 @@ def _brief(value) -> str:
 def train(run_dir: str | Path, data_root: str | Path, category: str, profile: str | Profile | None = None,
           teacher: str | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
-          on_step: Callable[[str, int], None] | None = None) -> Path:
+          on_step: Callable[[str, int], None] | None = None, until: str = "train") -> Path:
     """Pre-train Local-Net (unless the run folder has local.pt) and train Global-Net + DAD head.
 
-    Returns the path of RUN/glance.pt. `on_step(phase, step)` is called after every completed
-    step (tests use it to simulate an interruption).
+    Returns the path of RUN/glance.pt; with until="finetune", stops after Local-Net's
+    pre-training and returns RUN/local.pt (Local-Net and its decoder; `model.load_local`), which
+    a later call continues from. `on_step(phase, step)` is called after every completed step
+    (tests use it to simulate an interruption).
     """
+    if until not in ("finetune", "train"):
+        raise ValueError(f"until must be 'finetune' or 'train'; got {until!r}")
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     teacher = teacher or prof.default_teacher
     device = resolve_device(device)
@@ -179,6 +183,8 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
                            f"to retrain it, or choose another output folder")
     if (run_dir / "glance.pt").exists() and resume:
         return run_dir / "glance.pt"
+    if until == "finetune" and (run_dir / "local.pt").exists() and resume:
+        return run_dir / "local.pt"
 
     # Everything that can fail on bad input fails here, before any training.
     train_set = load_mvtec(data_root, category, "train")
@@ -200,6 +206,8 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     if not need_local:
         ck = checkpoint.load(run_dir / "local.pt")
         checkpoint.load_state(model.local_net, ck["models"]["local_net"], run_dir / "local.pt", "Local-Net")
+        if "decoder" in ck["models"]:  # local.pt files since the decoder is saved with Local-Net
+            checkpoint.load_state(model.decoder, ck["models"]["decoder"], run_dir / "local.pt", "decoder")
         state = {"phase": "train", "step": 0}
     opt_state = None
     if resume and ckpt_path.exists():
@@ -211,7 +219,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     images = {"distill": natural, "finetune": train_set.images, "train": train_set.images}
     steps = {"distill": prof.distill_steps, "finetune": prof.finetune_steps, "train": prof.train_steps}
     batch = {"distill": prof.distill_batch, "finetune": prof.finetune_batch, "train": prof.train_batch}
-    for phase in PHASES[PHASES.index(state["phase"]):]:
+    for phase in PHASES[PHASES.index(state["phase"]):PHASES.index(until) + 1]:
         start = state["step"] if phase == state["phase"] else 0
         ctx = None
         if phase == "train":
@@ -261,8 +269,11 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
         bar.close()
         if phase == "finetune":
             checkpoint.save(run_dir / "local.pt", {"config": config, "phase": "finetune", "step": steps[phase],
-                                                  "models": {"local_net": model.local_net.state_dict()},
+                                                  "models": {"local_net": model.local_net.state_dict(),
+                                                             "decoder": model.decoder.state_dict()},
                                                   "optim": None})
+    if until == "finetune":
+        return run_dir / "local.pt"
     if prof.whiten_iad or prof.nearest_iad:  # our Eq. 11 options (heads.py), from training patches
         fit_residual_model(model, images["train"], PatchGrid(per_side=prof.grid_per_side),
                            whiten=prof.whiten_iad, bank=prof.nearest_iad, chunk=prof.score_chunk)

@@ -81,6 +81,31 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(synth_root, categ
     assert _same(load_model(path)[0].state_dict(), reference)
 
 
+def test_local_net_only_then_the_rest_equals_one_call(synth_root, category, reference, tmp_path):
+    """train(until="finetune") (the book's chapter 2) writes local.pt with Local-Net and its
+    decoder, and no glance.pt; a later train() continues and ends with the reference weights."""
+    from glance_lite.model import load_local
+    run = tmp_path / "run"
+    local = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+                  progress=False, until="finetune")
+    assert local == run / "local.pt" and not (run / "glance.pt").exists()
+    logged = [json.loads(ln)["phase"] for ln in (run / "log.jsonl").read_text().splitlines()]
+    assert set(logged) == {"distill", "finetune"}
+    model, config = load_local(local)
+    assert config["category"] == category
+    assert _same(model.local_net.state_dict(), {k[len("local_net."):]: v for k, v in reference.items()
+                                                if k.startswith("local_net.")})
+    assert _same(model.decoder.state_dict(), {k[len("decoder."):]: v for k, v in reference.items()
+                                              if k.startswith("decoder.")})
+    assert train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+                 progress=False, resume=True, until="finetune") == local  # already there: reused
+    path = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+                 progress=False, resume=True)
+    assert _same(load_model(path)[0].state_dict(), reference)
+    with pytest.raises(ValueError, match="until must be"):
+        train(run, synth_root, category, get_profile("smoke"), "random", until="distill")
+
+
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(synth_root, category, reference, tmp_path):
     run = tmp_path / "run"
     proc = _spawn(run, synth_root, category, kill_in_save=4)  # dies inside the 4th save
