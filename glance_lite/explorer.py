@@ -190,7 +190,7 @@ class BookSetup:
 class Notice:
     """A warning the reader must not miss, e.g. the untrained-teacher notice of `book_setup`.
 
-    In the built book it is a MyST `{warning}` admonition (text/markdown; _config.yml ranks
+    In the built book it is a MyST admonition of class warning (text/markdown; _config.yml ranks
     Markdown above HTML for the html builder so that myst-nb parses it); in Jupyter or Colab a
     yellow box (text/html); as plain text, the title and the text on one line."""
 
@@ -198,7 +198,7 @@ class Notice:
     text: str
 
     def _repr_markdown_(self) -> str:
-        return f"```{{warning}} {self.title}\n{self.text}\n```\n"
+        return f"```{{admonition}} {self.title}\n:class: warning\n\n{self.text}\n```\n"
 
     def _repr_html_(self) -> str:
         return ('<div style="border-left:4px solid #e0a800;background:#fff8e1;padding:6px 10px">'
