@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__, checkpoint
 from .devices import resolve_device
 from .data import distillation_images_or_offline, load_mvtec, random_crops
-from .context_train import context_step, fit_prior, fit_residual_model, lattice, local_targets
+from .context_train import context_step, fit_prior, fit_residual_model, lattice, layout_r2, local_targets
 from .losses import joint_loss, local_loss
 from .model import Glance, save_model
 from .patches import PatchGrid, crop, hole_masks, random_top_left
@@ -71,7 +71,7 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
     if prof.holes_per_image:
         return context_step(model, images, ctx["targets"], ctx["positions"], g, batch,
                             prof.holes_per_image, prof.dad_holes, prof.lambda_t, device, prof.stain_kwargs(),
-                            prof.context_stains, prof.context_shift)
+                            prof.context_stains, ctx["shift"])
     idx = torch.randint(0, images.shape[0], (batch,), generator=g)
     size = images.shape[-1]
     tl = random_top_left(batch, size, 33, generator=g)
@@ -98,7 +98,9 @@ def prepare_context(model: Glance, images: torch.Tensor, prof: Profile, fresh: b
         model.scaler.fit(targets.float())
     if fresh and prof.global_arch == "coords":
         fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0)))
-    return {"targets": targets, "positions": positions}
+    fixed = layout_r2(targets, model.scaler)  # shift only images whose layout varies (profiles.py)
+    shift = prof.context_shift if not fixed >= prof.shift_below_layout_r2 else 0
+    return {"targets": targets, "positions": positions, "layout_r2": fixed, "shift": shift}
 
 
 def lr_factor(prof: Profile, step: int) -> float:
@@ -226,6 +228,8 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
             model.local_net.requires_grad_(False).eval()
             if prof.holes_per_image:
                 ctx = prepare_context(model, images[phase], prof, fresh=start == 0)
+                config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": ctx["shift"]}
+                cfg_path.write_text(json.dumps(config, indent=2))  # what the run decided, for the reader
             opt = torch.optim.Adam([{"params": model.global_net.parameters(), "lr": prof.lr_global},
                                     {"params": model.head.parameters(), "lr": prof.lr_head}],
                                    betas=(0.9, 0.999))

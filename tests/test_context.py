@@ -7,7 +7,7 @@ import torch
 from glance_lite import GlobalNet, normalize
 from glance_lite.checkpoint import CheckpointError
 from glance_lite.context_train import (FeatureScaler, context_step, fit_prior, lattice, local_targets,
-                                       shifted_holes)
+                                       layout_r2, shifted_holes)
 from glance_lite.diagnostics import context_r2, r2
 from glance_lite.fast_global import features_at, hole_free_front, window_side
 from glance_lite.global_net import hole_centres
@@ -154,6 +154,20 @@ def test_shifted_holes_keep_each_hole_on_its_target_patch():
                            0.01, torch.device("cpu"), max_shift=64)
     loss.backward()
     assert math.isfinite(loss.item()) and model.global_net.pconv2_1.weight.grad.abs().sum() > 0
+
+
+def test_layout_r2_tells_fixed_layouts_from_varying_ones():
+    """layout_r2: ~1 when every image has the same targets at each position, ~0 when the targets
+    at a position are unrelated from image to image (then the shifts are used)."""
+    g = torch.Generator().manual_seed(0)
+    layout = torch.randn(1, 50, 128, generator=g)
+    fixed = layout + 0.1 * torch.randn(40, 50, 128, generator=g)
+    varying = torch.randn(40, 50, 128, generator=g)
+    scaler = FeatureScaler()
+    assert layout_r2(fixed, scaler.fit(fixed)) > 0.95
+    assert abs(layout_r2(varying, scaler.fit(varying))) < 0.1
+    prof = get_profile("cpu")
+    assert prof.context_shift > 0 and 0 < prof.shift_below_layout_r2 < 1
 
 
 def test_lr_schedule_warms_up_then_decays():
