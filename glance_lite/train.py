@@ -99,7 +99,8 @@ def prepare_context(model: Glance, images: torch.Tensor, prof: Profile, fresh: b
     if fresh and prof.global_arch == "coords":
         fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0)))
     fixed = layout_r2(targets, model.scaler)  # shift only images whose layout varies (profiles.py)
-    shift = prof.context_shift if not fixed >= prof.shift_below_layout_r2 else 0
+    varies = math.isnan(fixed) or fixed < prof.shift_below_layout_r2  # NaN: one image, cannot tell
+    shift = prof.context_shift if varies else 0
     return {"targets": targets, "positions": positions, "layout_r2": fixed, "shift": shift}
 
 
