@@ -20,8 +20,9 @@ def paper_tables() -> dict:
     return json.loads((Path(__file__).parent / "paper_tables.json").read_text())
 
 
-def _fmt(v: float | None) -> str:
-    return "–" if v is None else f"{v:.3f}"
+def fmt(v: float | None, missing: str = "–") -> str:
+    """A metric for a Markdown table: three decimals, `missing` for None."""
+    return missing if v is None else f"{v:.3f}"
 
 
 def side_by_side(table: str, ours: dict[str, float | None], ours_label: str,
@@ -37,8 +38,8 @@ def side_by_side(table: str, ours: dict[str, float | None], ours_label: str,
     for kind, cats in (("textures", TEXTURES), ("objects", None)):
         sel = [c for c in tab["rows"] if c != "Mean" and ((c in cats) if cats else c not in TEXTURES)]
         means = [sum(tab["rows"][c][i] for c in sel) / len(sel) for i in idx]
-        rows += f"| MVTec AD, mean of {len(sel)} {kind} | " + " | ".join(_fmt(m) for m in means) + " | – |\n"
-    rows += "| MVTec AD, all (paper's Mean row) | " + " | ".join(_fmt(tab["rows"]["Mean"][i]) for i in idx) + " | – |\n"
+        rows += f"| MVTec AD, mean of {len(sel)} {kind} | " + " | ".join(fmt(m) for m in means) + " | – |\n"
+    rows += "| MVTec AD, all (paper's Mean row) | " + " | ".join(fmt(tab["rows"]["Mean"][i]) for i in idx) + " | – |\n"
     for name, v in ours.items():
-        rows += f"| **{name}** | " + " | ".join("–" for _ in idx) + f" | **{_fmt(v)}** |\n"
+        rows += f"| **{name}** | " + " | ".join("–" for _ in idx) + f" | **{fmt(v)}** |\n"
     return f"**{tab['title']}**\n\n" + head + rows

@@ -18,6 +18,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .paper import fmt
+
+
+def fmt_na(v: float | None) -> str:
+    """paper.fmt with 'n/a' for a metric a run does not have."""
+    return fmt(v, "n/a")
+
 ArrayLike = Any  # a torch.Tensor or a numpy array
 
 
@@ -277,10 +284,6 @@ def pro_curve_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], fpr_limi
     return fig
 
 
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def metrics_table(metrics: Mapping[str, Mapping[str, Any]], caption: str | None = None) -> str:
     """A Markdown table of localisation metrics, one row per method.
 
@@ -293,9 +296,9 @@ def metrics_table(metrics: Mapping[str, Mapping[str, Any]], caption: str | None 
             "|---|---|---|---|---|---|"]
     for name, m in metrics.items():
         kinds = m.get("per_kind", {})
-        rows.append(f"| {name} | {_fmt(m.get('pro'))} | {_fmt(kinds.get('structural', {}).get('pro'))} | "
-                    f"{_fmt(kinds.get('logical', {}).get('pro'))} | {_fmt(m.get('pixel_auroc'))} | "
-                    f"{_fmt(m.get('image_auroc'))} |")
+        rows.append(f"| {name} | {fmt_na(m.get('pro'))} | {fmt_na(kinds.get('structural', {}).get('pro'))} | "
+                    f"{fmt_na(kinds.get('logical', {}).get('pro'))} | {fmt_na(m.get('pixel_auroc'))} | "
+                    f"{fmt_na(m.get('image_auroc'))} |")
     return (f"**{caption}**\n\n" if caption else "") + "\n".join(rows)
 
 
