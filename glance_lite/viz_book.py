@@ -25,6 +25,7 @@ def fmt_na(v: float | None) -> str:
     """paper.fmt with 'n/a' for a metric a run does not have."""
     return fmt(v, "n/a")
 
+
 ArrayLike = Any  # a torch.Tensor or a numpy array
 
 
