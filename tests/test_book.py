@@ -370,3 +370,32 @@ def test_untrained_teacher_notice_is_a_warning_admonition(monkeypatch, capsys):
     assert "UNTRAINED" in md and "smoke" in md                  # the run's facts: why this teacher
     assert "<b>Untrained teacher</b>" in setup.notes[0]._repr_html_()
     assert "UNTRAINED TEACHER: Every number" in out           # outside a kernel: printed as text
+
+
+def _build_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("book_build", BOOK / "_tools" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cached_build_config_keys_the_cache_on_profile_and_source(tmp_path):
+    """book/_tools/build.py: cache mode, one cache folder per (profile, package source), and the
+    local extension folder made absolute (the config is written under _build/)."""
+    yaml = pytest.importorskip("yaml")
+    tool = _build_tool()
+    (tmp_path / "glance_lite").mkdir()
+    src = tmp_path / "glance_lite" / "a.py"
+    src.write_text("x = 1\n")
+    (tmp_path / "_config.yml").write_text(
+        "title: t\nexecute:\n  execute_notebooks: force\nsphinx:\n  local_extensions:\n    ext: book/_ext\n")
+    cfg = yaml.safe_load(tool.cached_config("cpu", tmp_path).read_text())
+    assert cfg["execute"]["execute_notebooks"] == "cache"
+    assert cfg["sphinx"]["local_extensions"]["ext"] == str(tmp_path / "book/_ext")
+    cpu_cache = cfg["execute"]["cache"]
+    smoke = yaml.safe_load(tool.cached_config("smoke", tmp_path).read_text())["execute"]["cache"]
+    assert smoke != cpu_cache and Path(cpu_cache).name.startswith("cpu-")
+    src.write_text("x = 2\n")  # a source change starts a new cache
+    assert yaml.safe_load(tool.cached_config("cpu", tmp_path).read_text())["execute"]["cache"] != cpu_cache
+    assert "force" in (tmp_path / "_config.yml").read_text()  # the real config is left alone
