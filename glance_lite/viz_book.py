@@ -1,30 +1,20 @@
-"""Figures and tables of the teaching book, one helper per kind of picture or table.
+"""Figures of the teaching book, one helper per kind of picture.
 
 The chapters are the notebooks in book/. A chapter keeps the computation that teaches (the loop
-of Eq. 5, the model calls, the PRO steps); the matplotlib set-up and the table formatting live
+of Eq. 5, the model calls, the PRO steps); the matplotlib set-up lives
 here, each helper naming the chapters and paper sections it serves. Figures are built with the
 object API (`matplotlib.figure.Figure`, no pyplot: a notebook's backend is never switched) and
 returned; a notebook shows one by making it the cell's last expression or with `display(fig)`.
-Tables are returned as Markdown strings, shown with `IPython.display.Markdown`.
+Text and tables (glue, metrics and API tables) are in book_text.py.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-
-from .paper import fmt
-
-
-def fmt_na(v: float | None) -> str:
-    """paper.fmt with 'n/a' for a metric a run does not have."""
-    return fmt(v, "n/a")
-
 
 ArrayLike = Any  # a torch.Tensor or a numpy array
 
@@ -50,24 +40,6 @@ def _rgb(x: ArrayLike) -> np.ndarray:
         a = np.moveaxis(a, 0, -1)
         a = a[..., 0] if a.shape[-1] == 1 else a
     return np.clip(a, 0, 1) if a.ndim == 3 else a
-
-
-def glue(name: str, value: Any) -> None:
-    """Store a number or word computed by a chapter for its prose (myst-nb glue).
-
-    A Markdown cell of the same page shows it with the glue:text role (the key, then a format such
-    as .3f). Wraps `myst_nb.glue(name, value, display=False)`; numpy and 0-d torch scalars become
-    Python numbers first (their text form must read back as a number). Without myst-nb (Colab, a
-    plain Jupyter) it does nothing, and the cell prints the value anyway. Serves the prose of ch. 1,
-    6 and 10. Returns None, so a call that ends a cell shows nothing.
-    """
-    if isinstance(value, (torch.Tensor, np.generic)):
-        value = value.item()
-    try:
-        from myst_nb import glue as _myst_glue
-    except ImportError:
-        return
-    _myst_glue(name, value, display=False)
 
 
 def image_grid(rows: Sequence[Sequence[ArrayLike]], titles: Sequence[Sequence[str]] | None = None,
@@ -283,58 +255,3 @@ def pro_curve_figure(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], fpr_limi
     ax.set_title(f"PRO curve up to FPR {fpr_limit:g}", fontsize=10)
     ax.legend()
     return fig
-
-
-def metrics_table(metrics: Mapping[str, Mapping[str, Any]], caption: str | None = None) -> str:
-    """A Markdown table of localisation metrics, one row per method.
-
-    Takes `metrics.evaluate_maps` results and shows PRO overall, for structural and for logical
-    defects, pixel AUROC and image AUROC (n/a where missing).
-
-    Serves ch. 10: Glance against local-only and MFFA-lite (paper Tab. 1-2 columns, Fig. 4).
-    """
-    rows = ["| method | PRO | PRO structural | PRO logical | pixel AUROC | image AUROC |",
-            "|---|---|---|---|---|---|"]
-    for name, m in metrics.items():
-        kinds = m.get("per_kind", {})
-        rows.append(f"| {name} | {fmt_na(m.get('pro'))} | {fmt_na(kinds.get('structural', {}).get('pro'))} | "
-                    f"{fmt_na(kinds.get('logical', {}).get('pro'))} | {fmt_na(m.get('pixel_auroc'))} | "
-                    f"{fmt_na(m.get('image_auroc'))} |")
-    return (f"**{caption}**\n\n" if caption else "") + "\n".join(rows)
-
-
-def _public_names(mod: Any) -> list[str]:
-    if hasattr(mod, "__all__"):
-        return list(mod.__all__)
-    return [n for n, o in vars(mod).items() if not n.startswith("_") and (inspect.isfunction(o)
-            or inspect.isclass(o)) and getattr(o, "__module__", "") == mod.__name__]
-
-
-def _first_line(obj: Any) -> str:
-    doc = (inspect.getdoc(obj) or "").strip()
-    return doc.splitlines()[0].replace("|", "\\|") if doc else ""
-
-
-def api_table(modules: Sequence[str]) -> str:
-    """A Markdown table of the package's modules and their public names.
-
-    For every module (a bold row) it lists the public functions and classes (`__all__`, or those
-    defined in it) with the first line of their docstrings; a module that cannot be imported gets a
-    row that says why.
-
-    Serves appendix B (which function implements which paper section).
-    """
-    rows = ["| module | name | what it does |", "|---|---|---|"]
-    for name in modules:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError as err:
-            rows.append(f"| `{name}` | - | not available here ({err}) |")
-            continue
-        rows.append(f"| **`{name}`** | | {_first_line(mod)} |")
-        for n in _public_names(mod):
-            obj = getattr(mod, n, None)
-            if obj is None or isinstance(obj, (str, int, float, tuple, dict)):
-                continue
-            rows.append(f"| | `{n}` | {_first_line(obj)} |")
-    return "\n".join(rows)
