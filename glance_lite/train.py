@@ -184,10 +184,12 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
             was = ", ".join(f"{k} {_brief(old.get(k))} (this call: {_brief(config[k])})" for k in diff)
             raise RunError(f"cannot resume {run_dir}: it was trained with {was}; pass --overwrite "
                            f"to retrain it, or choose another output folder")
-    if (run_dir / "glance.pt").exists() and resume:
-        return run_dir / "glance.pt"
+    # a finished run answers both questions: until="finetune" wants Local-Net (local.pt) even
+    # when the whole model is there (chapter 2 run again after chapter 4)
     if until == "finetune" and (run_dir / "local.pt").exists() and resume:
         return run_dir / "local.pt"
+    if (run_dir / "glance.pt").exists() and resume:
+        return run_dir / "glance.pt"
 
     # Everything that can fail on bad input fails here, before any training.
     train_set = load_mvtec(data_root, category, "train")

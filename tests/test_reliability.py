@@ -102,6 +102,10 @@ def test_local_net_only_then_the_rest_equals_one_call(synth_root, category, refe
     path = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
                  progress=False, resume=True)
     assert _same(load_model(path)[0].state_dict(), reference)
+    # chapter 2 run again after chapter 4 finished the model: still Local-Net, not glance.pt
+    assert train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+                 progress=False, resume=True, until="finetune") == local
+    load_local(local)
     with pytest.raises(ValueError, match="until must be"):
         train(run, synth_root, category, get_profile("smoke"), "random", until="distill")
 
