@@ -289,8 +289,11 @@ class ExplorerData:
         """From evaluate()'s scores.npz plus the loaded test split (`data.load_mvtec(..., "test")`)."""
         from .evaluate import load_scores
         scores, meta = load_scores(eval_dir)
-        if list(meta["paths"]) != list(split.paths):
-            raise ValueError(f"{eval_dir}/scores.npz was computed on other images than this split")
+        # the same images: compared by <split>/<defect>/<file>, so a moved data folder still matches
+        tail = lambda paths: [Path(q).parts[-3:] for q in paths]  # noqa: E731
+        if tail(meta["paths"]) != tail(split.paths):
+            raise ValueError(f"{eval_dir}/scores.npz was computed on other images than this split; "
+                             f"run evaluate again for this data")
         return cls.from_scores(scores, split.masks, split.labels, split.defects, split.images)
 
     def maps(self, lambda_s: float) -> np.ndarray:
