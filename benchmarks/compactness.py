@@ -13,7 +13,6 @@ local-only PRO (all / structural / logical) and the training time. One training 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ import torch
 from glance_lite.baselines.local_only import LocalOnly, load_local_net
 from glance_lite.data import load_mvtec, make_synthetic
 from glance_lite.evaluate import metrics_for
-from glance_lite.losses import correlation_matrix
+from glance_lite.explorer import read_log
+from glance_lite.losses import compactness_loss
 from glance_lite.patches import PatchGrid
 from glance_lite.profiles import get_profile
 from glance_lite.scoring import PatchScores
@@ -33,10 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rms_correlation(z: torch.Tensor) -> float:
-    """RMS of the off-diagonal correlations between the columns of `(M, n)` features."""
-    c = correlation_matrix(z)
-    n = c.shape[0]
-    return ((c - torch.diag_embed(c.diagonal())).pow(2).sum() / (n * (n - 1))).sqrt().item()
+    """RMS of the off-diagonal correlations between the columns of `(M, n)` features: the square
+    root of our l_c (losses.compactness_loss is their mean square)."""
+    return compactness_loss(z).sqrt().item()
 
 
 def one(category: str, lambda_c: float, profile: str, data_root: Path, out: Path, seed: int) -> dict:
@@ -46,16 +45,15 @@ def one(category: str, lambda_c: float, profile: str, data_root: Path, out: Path
     t0 = time.perf_counter()
     train(run, data_root, category, prof, teacher="random", seed=seed, progress=False, until="finetune")
     seconds = time.perf_counter() - t0
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    last = [r for r in log if "l_c" in r][-20:]
+    last = read_log(run)["finetune"]
     train_split, test = load_mvtec(data_root, category, "train"), load_mvtec(data_root, category, "test")
     grid = PatchGrid(per_side=prof.grid_per_side)
     local = LocalOnly(load_local_net(run / "local.pt"), grid).fit(train_split.images)
     s = local.patch_scores(test.images)
     m = metrics_for(PatchScores(s, torch.zeros_like(s), grid), test, 1.0)
     return {"category": category, "lambda_c": lambda_c, "seed": seed,
-            "l_k": round(sum(r["l_k"] for r in last) / len(last), 3),
-            "l_c": round(sum(r["l_c"] for r in last) / len(last), 3),
+            "l_k": round(float(last["l_k"][-20:].mean()), 3),
+            "l_c": round(float(last["l_c"][-20:].mean()), 3),
             "rms_correlation": round(rms_correlation(local.embed(test.images[:4]).flatten(0, 1)), 3),
             "local_only_pro": round(m["pro"], 3),
             **{f"pro_{k}": round(v["pro"], 3) for k, v in m["per_kind"].items()},
