@@ -33,4 +33,30 @@ def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, c
     ceiling = float(out.split("R^2 noise ceiling ")[1].split(";")[0])
     assert 0.5 < ceiling <= 1.0
     bands = [r for r in out.splitlines() if " px | " in r]
-    assert bands and abs(sum(float(r.split("|")[-1]) for r in bands) - 1.0) < 0.05  # shares sum to 1
+    cols = [r.split("|") for r in bands]
+    assert bands and abs(sum(float(c[3]) for c in cols) - 1.0) < 0.05  # shares of the error sum to 1
+    assert all(0.0 <= float(c[5]) <= 1.0 for c in cols)  # mean s_DAD is a probability
+    follow = out.split("patches near a dot): ")[1].splitlines()[0]
+    assert [x.rsplit(" ", 1)[0] for x in follow.split(", ")] == ["ink", "lattice +24 px", "lattice +4 px"]
+    assert all(float(x.rsplit(" ", 1)[1]) <= 1.0 for x in follow.split(", "))
+
+
+def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypatch):
+    import torch
+    from glance_lite.data import synthetic as S
+    from glance_lite.patches import PatchGrid
+    mod = _module()
+    grid, cv = PatchGrid(per_side=4), S.Canvas(256)
+    layouts = [S._fabric_sample(np.random.default_rng(i)) for i in range(2)]
+
+    class Model:  # Z_l: each patch's mean colour; Z_g: the same (follows) or zero (ignores)
+        local_net = global_net = None
+        scaler = staticmethod(lambda z: z)
+
+    for copy, want in [(True, 1.0), (False, 0.0)]:
+        def fake(local_net, global_net, images, grid_, copy=copy):
+            zl = torch.stack([images[:, :, r:r + grid_.patch_size, c:c + grid_.patch_size].mean(dim=(2, 3))
+                              for r, c in grid_.top_left.tolist()], dim=1)  # (N, K*K, 3)
+            return zl, (zl if copy else torch.zeros_like(zl))
+        monkeypatch.setattr(mod, "patch_features", fake)
+        assert abs(mod.follows(Model(), layouts, mod.CHANGES["lattice +24 px"], grid, cv) - want) < 1e-6
