@@ -77,6 +77,7 @@ def follows(model, layouts: list[dict], change, grid: PatchGrid, cv: "S.Canvas")
     return 1.0 - ((dg - dl).pow(2).sum() / dl.pow(2).sum()).item()
 
 
+@torch.no_grad()  # a local switch: main() also runs inside the test process
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -84,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seed", type=int, default=12)
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
     model, _ = load_model(args.run / "glance.pt")
     grid, cv, rng = PatchGrid(per_side=20), S.Canvas(256), np.random.default_rng(args.seed)
     pairs = [render_pair(args.category, rng, cv) for _ in range(args.images)]

@@ -3,6 +3,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from glance_lite.train import train
 
@@ -29,6 +30,7 @@ def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, c
     run = tmp_path / "r"
     train(run, synth_root, "fabric", "smoke", "random", seed=0, progress=False)
     assert _module().main([str(run), "--category", "fabric", "--images", "2"]) == 0
+    assert torch.is_grad_enabled()  # main() must not switch gradients off for the rest of the process
     out = capsys.readouterr().out
     ceiling = float(out.split("R^2 noise ceiling ")[1].split(";")[0])
     assert 0.5 < ceiling <= 1.0
