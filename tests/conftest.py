@@ -17,6 +17,21 @@ def synth_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def load_benchmark():
+    """`load_benchmark("compactness")` -> the module benchmarks/compactness.py (not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load
+
+
+@pytest.fixture(scope="session")
 def category():
     from glance_lite.data import SYNTHETIC_CATEGORIES
     return SYNTHETIC_CATEGORIES[0]

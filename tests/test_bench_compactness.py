@@ -1,14 +1,8 @@
 """benchmarks/compactness.py runs end to end (smoke profile) and prints one row per lambda_c."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_compactness_benchmark_prints_a_row_per_lambda(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_compactness", ROOT / "benchmarks" / "compactness.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_compactness_benchmark_prints_a_row_per_lambda(tmp_path, capsys, load_benchmark):
+    mod = load_benchmark("compactness")
     assert mod.main(["--profile", "smoke", "--lambdas", "0", "2", "--data", str(tmp_path / "data"),
                      "--out", str(tmp_path / "runs")]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]

@@ -1,35 +1,23 @@
 """benchmarks/context_error.py: the noise ceiling of R^2 and fabric's error by distance to a dot."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from glance_lite.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_context_error", ROOT / "benchmarks" / "context_error.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_render_pair_differs_only_by_pixel_noise():
+def test_render_pair_differs_only_by_pixel_noise(load_benchmark):
     from glance_lite.data import synthetic as S
-    mod = _module()
+    mod = load_benchmark("context_error")
     a, b, p = mod.render_pair("fabric", np.random.default_rng(0), S.Canvas(256))
     assert a.shape == b.shape == (256, 256, 3) and "ink" in p
     d = a - b
     assert 0.01 < d.std() < 0.05 and abs(d.mean()) < 0.005  # sqrt(2) * 0.02 noise, same layout
 
 
-def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, capsys):
+def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, capsys, load_benchmark):
     run = tmp_path / "r"
     train(run, synth_root, "fabric", "smoke", "random", seed=0, progress=False)
-    assert _module().main([str(run), "--category", "fabric", "--images", "2"]) == 0
+    assert load_benchmark("context_error").main([str(run), "--category", "fabric", "--images", "2"]) == 0
     assert torch.is_grad_enabled()  # main() must not switch gradients off for the rest of the process
     out = capsys.readouterr().out
     ceiling = float(out.split("R^2 noise ceiling ")[1].split(";")[0])
@@ -43,11 +31,11 @@ def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, c
     assert all(float(x.rsplit(" ", 1)[1]) <= 1.0 for x in follow.split(", "))
 
 
-def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypatch):
+def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypatch, load_benchmark):
     import torch
     from glance_lite.data import synthetic as S
     from glance_lite.patches import PatchGrid
-    mod = _module()
+    mod = load_benchmark("context_error")
     grid, cv = PatchGrid(per_side=4), S.Canvas(256)
     layouts = [S._fabric_sample(np.random.default_rng(i)) for i in range(2)]
 
