@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.src / 'local.pt'} not found: SRC_RUN must be a run folder with a trained Local-Net")
     if args.dst.resolve() == args.src.resolve():
         raise SystemExit("DST_RUN must differ from SRC_RUN (it is emptied first)")
+    if args.dst.exists() and any(args.dst.iterdir()) and not (args.dst / "local.pt").is_file():
+        raise SystemExit(f"{args.dst} is not empty and is not a run folder (no local.pt): "
+                         "pick a new or an earlier DST_RUN; it is emptied first")
     prof = get_profile(args.profile, **{k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.set)})
     shutil.rmtree(args.dst, ignore_errors=True)
     args.dst.mkdir(parents=True)

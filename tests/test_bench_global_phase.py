@@ -40,3 +40,14 @@ def test_same_seed_repeats_the_source_run_and_the_loss_is_restored(synth_root, c
 def test_refuses_a_source_without_local_net(tmp_path, load_benchmark):
     with pytest.raises(SystemExit, match="local.pt not found"):
         load_benchmark("global_phase").main([str(tmp_path), str(tmp_path / "dst"), "--data", str(tmp_path), "--category", "fabric"])
+
+
+def test_refuses_to_empty_a_folder_that_is_not_a_run(synth_root, category, tmp_path, load_benchmark):
+    src = tmp_path / "src"
+    train(src, synth_root, category, "smoke", "random", seed=0, progress=False, until="finetune")
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "draft.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not a run folder"):
+        load_benchmark("global_phase").main([str(src), str(keep), "--data", str(synth_root), "--category", category])
+    assert (keep / "draft.txt").read_text() == "mine"
