@@ -21,12 +21,13 @@ import ast
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from glance_lite import context_train
 from glance_lite.evaluate import evaluate
 from glance_lite.losses import dad_loss
-from glance_lite.profiles import get_profile
+from glance_lite.profiles import Profile, get_profile
 from glance_lite.train import train
 
 
@@ -41,6 +42,22 @@ def weighted_joint_loss(gamma: float):
         total = l_iad + lambda_t * l_dad
         return total, {"l_iad": mse.mean().item(), "l_dad": l_dad.item(), "loss": total.item()}
     return joint_loss
+
+
+def overrides(items: list[str]) -> dict:
+    """["train_steps=3000", "lr_global=2e-3"] -> {"train_steps": 3000, "lr_global": 0.002}; a
+    malformed item or a name that is not a Profile field ends the script with a one-line error."""
+    names = {f.name for f in fields(Profile)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(names))}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--set {item!r}: {value!r} is not a Python literal (e.g. 3000, 2e-3, True)") from None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dst.exists() and any(args.dst.iterdir()) and not (args.dst / "local.pt").is_file():
         raise SystemExit(f"{args.dst} is not empty and is not a run folder (no local.pt): "
                          "pick a new or an earlier DST_RUN; it is emptied first")
-    prof = get_profile(args.profile, **{k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.set)})
+    prof = get_profile(args.profile, **overrides(args.set))
     shutil.rmtree(args.dst, ignore_errors=True)
     args.dst.mkdir(parents=True)
     shutil.copy(args.src / "local.pt", args.dst / "local.pt")

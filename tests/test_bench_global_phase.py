@@ -51,3 +51,11 @@ def test_refuses_to_empty_a_folder_that_is_not_a_run(synth_root, category, tmp_p
     with pytest.raises(SystemExit, match="not a run folder"):
         load_benchmark("global_phase").main([str(src), str(keep), "--data", str(synth_root), "--category", category])
     assert (keep / "draft.txt").read_text() == "mine"
+
+
+def test_overrides_parse_literals_and_refuse_unknown_fields(load_benchmark):
+    mod = load_benchmark("global_phase")
+    assert mod.overrides(["train_steps=3000", "lr_global=2e-3"]) == {"train_steps": 3000, "lr_global": 0.002}
+    for bad, msg in [("train_step=3", "FIELD one of"), ("train_steps", "FIELD one of"), ("lr_global=fast", "not a Python literal")]:
+        with pytest.raises(SystemExit, match=msg):
+            mod.overrides([bad])
