@@ -25,7 +25,8 @@ def test_window_covers_every_position_the_hole_changes(grid):
 
 
 @pytest.mark.parametrize("arch", ["paper", "coords"])
-@pytest.mark.parametrize("grid", [PatchGrid(), PatchGrid(per_side=5), PatchGrid(per_side=4, patch_size=17)])
+@pytest.mark.parametrize("grid", [PatchGrid(), PatchGrid(per_side=5), PatchGrid(per_side=4, patch_size=17),
+                                  PatchGrid(per_side=3, patch_size=65)])  # 65: layer 2_1 still sees the hole
 def test_fast_path_equals_global_net(grid, arch):
     torch.manual_seed(1)
     net = GlobalNet(arch=arch).eval()
