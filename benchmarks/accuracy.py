@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --seeds 0 1 --datasets circuit cable
     python benchmarks/accuracy.py --recipe paper --datasets circuit  # the paper's Global-Net recipe
     python benchmarks/accuracy.py --collect                # one table of every finished run
+    python benchmarks/accuracy.py --set mismatch_negatives=1.0  # a variant: its own runs and table
 
 For every dataset and seed it runs `glance_lite.baselines.compare` (Glance trained and evaluated
 with the profile, then local-only, NNS, Gaussian and AMC on the same data, seed and metrics) and
@@ -13,7 +14,8 @@ diagnostics.py), the DAD head's final loss (mean of the last 50 steps; ln 2 = 0.
 how well s_DAD alone ranks stained above real patches of normal test images (AUROC),
 Glance's PRO with s_IAD alone (lambda_s = 1: what the DAD head adds or costs)
 and the seconds of training + evaluation. The table and the raw numbers go to
-benchmarks/results/accuracy-<profile>-<arch>.{md,json}; the README and the book quote those files.
+benchmarks/results/accuracy-<profile>-<arch>.{md,json} (with --set, accuracy-<profile>-<arch>-<field>-<value>...);
+the README and the book quote those files.
 
 Datasets: the synthetic categories (generated into --data at the profile's size) and, when the
 folder --real exists (../shared/data/real in this project's workspace, not shipped), every
@@ -33,7 +35,7 @@ import torch
 from glance_lite.baselines.compare import METHODS, compare
 from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, load_mvtec, make_synthetic
 from glance_lite.evaluate import load_scores, metrics_for
-from glance_lite.profiles import get_profile
+from glance_lite.profiles import get_profile, parse_overrides
 
 # the cpu profile's Global-Net phase before our deviations (faithful to the paper's recipe)
 PAPER_RECIPE = dict(global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False, nearest_iad=False,
@@ -112,13 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect", action="store_true",
                     help="train nothing: tabulate every finished comparison under --out for this "
                          "profile and recipe (e.g. seed 1 run for some datasets only)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="Profile overrides (a variant: its runs and table get their own tag)")
     ap.add_argument("--max-bank-gb", type=float, default=8.0,
                     help="memory limit of the baselines' banks in GiB (default 8: magnetic_tile's 300 "
                          "training images need about 3.2 GiB for the Gaussian)")
     args = ap.parse_args(argv)
 
+    try:
+        variant = parse_overrides(args.set)
+    except ValueError as e:
+        raise SystemExit(f"accuracy.py: --set {e}") from None
     overrides = {**(PAPER_RECIPE if args.recipe == "paper" else {}),
-                 **({"global_arch": args.arch} if args.arch else {})}
+                 **({"global_arch": args.arch} if args.arch else {}), **variant}
     prof = get_profile(args.profile, **overrides)
     real = Path(args.real)
     sets = {c: Path(args.data) for c in SYNTHETIC_CATEGORIES}
@@ -135,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if synth:
         make_synthetic(args.data, seed=0, categories=synth, **dict(prof.synthetic))
 
-    tag = f"{prof.name}-{prof.global_arch}" + ("-paper-recipe" if args.recipe == "paper" else "")
+    tag = (f"{prof.name}-{prof.global_arch}" + ("-paper-recipe" if args.recipe == "paper" else "")
+           + "".join(f"-{k}-{v}" for k, v in variant.items()))
     results: dict = {}
     if args.collect:  # every finished (dataset, seed) of this tag, in the usual dataset order
         done = {ds: sorted(int(p.parent.name[4:]) for p in (Path(args.out) / tag / ds).glob("seed*/comparison.json"))
@@ -151,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(ds, {})[seed] = run_one(root, ds, out, prof, args.teacher, seed, args.overwrite,
                                                         args.max_bank_gb)
             print(f"{ds} seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    text = (f"Profile `{prof.name}`, Global-Net `{prof.global_arch}`, teacher `{args.teacher}`, "
+    text = (f"Profile `{prof.name}`" + "".join(f", {k}={v}" for k, v in variant.items())
+            + f", Global-Net `{prof.global_arch}`, teacher `{args.teacher}`, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n" + table(results))
     print(text)
     res_dir = ROOT / "benchmarks" / "results"

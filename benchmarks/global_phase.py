@@ -1,7 +1,7 @@
 """Retrain only Global-Net + the DAD head on an existing run's Local-Net, then evaluate.
 
     python benchmarks/global_phase.py SRC_RUN DST_RUN --data data/synthetic-cpu --category fabric \
-        [--seed 1] [--set train_steps=3000 lr_global=2e-3 ...] [--weighted-iad 1.0]
+        [--seed 1] [--set train_steps=3000 lr_global=2e-3 ...] [--weighted-iad 1.0 [--weighted-until 750]]
 
 SRC_RUN holds local.pt (e.g. runs/accuracy/cpu-coords/fabric/seed1/glance_run). DST_RUN is
 emptied, gets a copy of local.pt and trains the Global-Net phase of the `cpu` profile with the
@@ -17,26 +17,28 @@ hardest holes of a step count more. Measured (README, "Fabric"): GAMMA 1 un-stic
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import shutil
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from glance_lite import context_train
 from glance_lite.evaluate import evaluate
 from glance_lite.losses import dad_loss
-from glance_lite.profiles import Profile, get_profile
+from glance_lite.profiles import get_profile, parse_overrides
 from glance_lite.train import train
 
 
-def weighted_joint_loss(gamma: float):
-    """Eq. 10 with Eq. 7's mean over holes weighted towards the hardest ones (see the docstring);
-    the logged l_iad stays the plain mean, so curves compare with the paper's loss."""
+def weighted_joint_loss(gamma: float, until: int | None = None):
+    """Eq. 10 with Eq. 7's mean over holes weighted towards the hardest ones (see the docstring)
+    for the first `until` steps (None: all), the plain mean after; the logged l_iad stays the
+    plain mean, so curves compare with the paper's loss."""
+    calls = [0]
+
     def joint_loss(z_l, z_g, logits, is_real, lambda_t=0.01):
+        calls[0] += 1
         mse = (z_l - z_g).pow(2).mean(1)
-        w = (mse / mse.mean()).detach().pow(gamma)
+        w = (mse / mse.mean()).detach().pow(gamma if until is None or calls[0] <= until else 0.0)
         l_iad = (w / w.mean() * mse).mean()
         l_dad = dad_loss(logits, is_real)
         total = l_iad + lambda_t * l_dad
@@ -45,19 +47,11 @@ def weighted_joint_loss(gamma: float):
 
 
 def overrides(items: list[str]) -> dict:
-    """["train_steps=3000", "lr_global=2e-3"] -> {"train_steps": 3000, "lr_global": 0.002}; a
-    malformed item or a name that is not a Profile field ends the script with a one-line error."""
-    names = {f.name for f in fields(Profile)}
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in names:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(names))}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            raise SystemExit(f"--set {item!r}: {value!r} is not a Python literal (e.g. 3000, 2e-3, True)") from None
-    return out
+    """`profiles.parse_overrides`, ending the script with its one-line error."""
+    try:
+        return parse_overrides(items)
+    except ValueError as e:
+        raise SystemExit(f"--set {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="Profile overrides")
     ap.add_argument("--weighted-iad", type=float, default=None, metavar="GAMMA")
+    ap.add_argument("--weighted-until", type=int, default=None, metavar="STEPS",
+                    help="weight only the first STEPS steps (default: all)")
     args = ap.parse_args(argv)
     if not (args.src / "local.pt").is_file():
         raise SystemExit(f"{args.src / 'local.pt'} not found: SRC_RUN must be a run folder with a trained Local-Net")
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(args.src / "local.pt", args.dst / "local.pt")
     original = context_train.joint_loss
     if args.weighted_iad is not None:
-        context_train.joint_loss = weighted_joint_loss(args.weighted_iad)
+        context_train.joint_loss = weighted_joint_loss(args.weighted_iad, args.weighted_until)
     try:
         t = time.perf_counter()
         train(args.dst, args.data, args.category, prof, teacher="random", seed=args.seed, resume=True, progress=False)

@@ -23,6 +23,13 @@ supervision, so the short profiles use the same loss, computed more cheaply:
   whitened residuals of the training images for our nearest-residual Eq. 11 (`ResidualBank`).
 * The DAD head (Eq. 8-9) sees the first `dad_holes` holes of a step: equiprobably the real patch
   or its stained copy (stains.py), whose Local-Net feature is computed on the fly.
+* Our mismatch negatives (`mismatch` > 0; off in every profile until measured on all sets, see
+  the README). With stains as the only negatives a blank patch is never "distorted", so the head
+  learns "no stain = real" and a *missing* part looks very real to it (fabric: s_DAD 0.07-0.11
+  on missing dots, 0.34 at the median normal pixel). With probability `mismatch` a negative is
+  instead the real Z_l of another hole of the same image (`mismatch_partners`), when it differs
+  from this hole's more than the step's median pair does: a real-looking patch in the wrong
+  place, which the head can only tell from Z_g.
 """
 from __future__ import annotations
 
@@ -155,7 +162,8 @@ def layout_r2(targets: torch.Tensor, scaler: nn.Module) -> float:
 def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
                  g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
                  device: torch.device, stains: dict | None = None,
-                 n_context_stains: int = 0, max_shift: int = 0) -> tuple[torch.Tensor, dict]:
+                 n_context_stains: int = 0, max_shift: int = 0,
+                 mismatch: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
 
     images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
@@ -163,7 +171,7 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     keyword arguments of stains.add_stains (`Profile.stain_kwargs()`); `n_context_stains` > 0:
     Global-Net sees each image with up to that many random stains (stains.context_stains) while
     its targets stay the clean patches' features; `max_shift` > 0: each image is shifted by up to
-    that many pixels (`shifted_holes`).
+    that many pixels (`shifted_holes`); `mismatch`: share of the mismatch negatives (docstring above).
     """
     idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
     if max_shift:
@@ -186,8 +194,21 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     is_real = (torch.rand(k, generator=g) < 0.5).to(device)
     with torch.no_grad():
         z_neg = model.scaler(model.local_net(normalize(p_neg.to(device))))
+    if mismatch > 0:  # our mismatch negatives: a real patch from elsewhere in the same image,
+        z_mis = z_l[mismatch_partners(k, holes, g).to(device)]  # one that clearly differs
+        d = (z_mis - z_l[:k]).pow(2).mean(1)
+        use = (torch.rand(k, generator=g) < mismatch).to(device) & (d > d.median())
+        z_neg = torch.where(use[:, None], z_mis, z_neg)
     z_star = torch.where(is_real[:, None], z_l[:k], z_neg)
     return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t)
+
+
+def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:
+    """For each of the first k holes of a step (`holes` per image, image-major), the index of
+    another hole of the same image, chosen at random -> `(k,)`."""
+    b = torch.arange(k)
+    step = torch.randint(1, holes, (k,), generator=g) if holes > 1 else torch.zeros(k, dtype=torch.long)
+    return b // holes * holes + (b % holes + step) % holes
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ Choose with an argument or the GLANCE_PROFILE environment variable; `auto` (the 
 """
 from __future__ import annotations
 
+import ast
 import os
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -67,6 +68,8 @@ class Profile:
                                 # (context_train.shifted_holes); 0: paper
     shift_below_layout_r2: float = 0.5  # ... but only when the layout varies: the per-position mean
                                 # explains less than this of the training targets (layout_r2)
+    mismatch_negatives: float = 0.0  # > 0: that share of the DAD negatives is the real patch of
+                                # another position of the same image (context_train.context_step); 0: paper
 
     def stain_kwargs(self) -> dict:
         """Keyword arguments of stains.add_stains for this profile's DAD negatives."""
@@ -141,3 +144,20 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     if prof.global_arch not in ("paper", "coords"):
         raise ValueError(f"unknown Global-Net architecture {prof.global_arch!r}; expected paper or coords")
     return prof
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["train_steps=3000", "lr_global=2e-3"] -> {"train_steps": 3000, "lr_global": 0.002}, for
+    `get_profile(name, **overrides)`. ValueError (one line) for a malformed item or a name that
+    is not a Profile field."""
+    names = {f.name for f in fields(Profile)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in names:
+            raise ValueError(f"{item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(names))}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{item!r}: {value!r} is not a Python literal (e.g. 3000, 2e-3, True)") from None
+    return out

@@ -20,6 +20,9 @@ def test_weighted_iad_is_the_plain_mean_at_gamma_zero_and_favours_hard_holes(loa
     assert flat.item() == pytest.approx(plain.item(), rel=1e-6)
     assert hard.item() > plain.item()  # the hard hole weighs more than 1/6
     assert log1["l_iad"] == pytest.approx(log0["l_iad"])  # the log keeps the plain mean
+    early = mod.weighted_joint_loss(1.0, until=2)  # weighted for two steps, then the plain mean
+    got = [early(z_l, z_g, logits, real, 0.0)[0].item() for _ in range(3)]
+    assert got[:2] == pytest.approx([hard.item()] * 2) and got[2] == pytest.approx(plain.item(), rel=1e-6)
 
 
 def test_same_seed_repeats_the_source_run_and_the_loss_is_restored(synth_root, category, tmp_path, capsys, load_benchmark):
@@ -59,3 +62,10 @@ def test_overrides_parse_literals_and_refuse_unknown_fields(load_benchmark):
     for bad, msg in [("train_step=3", "FIELD one of"), ("train_steps", "FIELD one of"), ("lr_global=fast", "not a Python literal")]:
         with pytest.raises(SystemExit, match=msg):
             mod.overrides([bad])
+
+
+def test_accuracy_set_refuses_a_bad_override_before_any_work(load_benchmark, tmp_path):
+    for bad, msg in [("mismatch_negative=1", "FIELD one of"), ("train_steps=many", "not a Python literal")]:
+        with pytest.raises(SystemExit, match=msg):
+            load_benchmark("accuracy").main(["--set", bad, "--out", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()

@@ -7,7 +7,7 @@ import torch
 from glance_lite import GlobalNet, normalize
 from glance_lite.checkpoint import CheckpointError
 from glance_lite.context_train import (FeatureScaler, context_step, fit_prior, lattice, local_targets,
-                                       layout_r2, shifted_holes)
+                                       layout_r2, mismatch_partners, shifted_holes)
 from glance_lite.diagnostics import context_r2, r2
 from glance_lite.fast_global import features_at, hole_free_front, window_side
 from glance_lite.global_net import hole_centres
@@ -121,7 +121,8 @@ def test_prior_fit_recovers_a_smooth_position_mean():
         assert r2(net.position_prior(c)[:, :3], means[:, :3]) > 0.99
 
 
-def test_context_step_trains_global_net_and_head_not_local_net():
+@pytest.mark.parametrize("mismatch", [0.0, 1.0])
+def test_context_step_trains_global_net_and_head_not_local_net(mismatch):
     torch.manual_seed(3)
     model = Glance(arch="coords")
     model.local_net.requires_grad_(False)
@@ -130,12 +131,20 @@ def test_context_step_trains_global_net_and_head_not_local_net():
     tg = local_targets(model.local_net, imgs, pos)
     model.scaler.fit(tg.float())
     loss, parts = context_step(model, imgs, tg, pos, step_generator(0, "t", 0), 2, 5, 4, 0.01,
-                               torch.device("cpu"))
+                               torch.device("cpu"), mismatch=mismatch)
     loss.backward()
     assert math.isfinite(loss.item()) and set(parts) == {"l_iad", "l_dad", "loss"}
     assert model.global_net.pconv2_1.weight.grad.abs().sum() > 0
     assert model.head.fc0.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.local_net.parameters())
+
+
+def test_mismatch_partners_are_other_holes_of_the_same_image():
+    g = torch.Generator().manual_seed(0)
+    part = mismatch_partners(32, 16, g)
+    b = torch.arange(32)
+    assert (part // 16 == b // 16).all() and (part != b).all() and (part < 32).all()
+    assert len(set(part[:16].tolist())) > 4  # drawn at random, not a fixed shift
 
 
 def test_shifted_holes_keep_each_hole_on_its_target_patch():
