@@ -1,7 +1,7 @@
 """Retrain only Global-Net + the DAD head on an existing run's Local-Net, then evaluate.
 
     python benchmarks/global_phase.py SRC_RUN DST_RUN --data data/synthetic-cpu --category fabric \
-        [--seed 1] [--set train_steps=3000 lr_global=2e-3 ...] [--weighted-iad 1.0 [--weighted-until 750]]
+        [--seed 1] [--set train_steps=3000 hard_holes_gamma=0.5 ...]
 
 SRC_RUN holds local.pt (e.g. runs/accuracy/cpu-coords/fabric/seed1/glance_run). DST_RUN is
 emptied, gets a copy of local.pt and trains the Global-Net phase of the `cpu` profile with the
@@ -9,10 +9,6 @@ emptied, gets a copy of local.pt and trains the Global-Net phase of the `cpu` pr
 SRC_RUN's Global-Net phase exactly (the fabric seed-1 benchmark run: PRO 0.645, R^2 0.430 both times).
 Prints the Global-Net phase's seconds and one JSON line: PRO, PRO per defect, the context diagnostic.
 
---weighted-iad GAMMA (an experiment, not an option of the package): Eq. 7's batch mean becomes a
-weighted mean, each hole weighted by (mse_i / mean mse)^GAMMA, detached, normalised to mean 1: the
-hardest holes of a step count more. Measured (README, "Fabric"): GAMMA 1 un-sticks fabric seed 1
-(PRO 0.645 -> 0.811) and helps seed 0 (0.747 -> 0.822) but costs circuit R^2 (0.906 -> 0.616).
 """
 from __future__ import annotations
 
@@ -22,28 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from glance_lite import context_train
 from glance_lite.evaluate import evaluate
-from glance_lite.losses import dad_loss
 from glance_lite.profiles import get_profile, parse_overrides
 from glance_lite.train import train
-
-
-def weighted_joint_loss(gamma: float, until: int | None = None):
-    """Eq. 10 with Eq. 7's mean over holes weighted towards the hardest ones (see the docstring)
-    for the first `until` steps (None: all), the plain mean after; the logged l_iad stays the
-    plain mean, so curves compare with the paper's loss."""
-    calls = [0]
-
-    def joint_loss(z_l, z_g, logits, is_real, lambda_t=0.01):
-        calls[0] += 1
-        mse = (z_l - z_g).pow(2).mean(1)
-        w = (mse / mse.mean()).detach().pow(gamma if until is None or calls[0] <= until else 0.0)
-        l_iad = (w / w.mean() * mse).mean()
-        l_dad = dad_loss(logits, is_real)
-        total = l_iad + lambda_t * l_dad
-        return total, {"l_iad": mse.mean().item(), "l_dad": l_dad.item(), "loss": total.item()}
-    return joint_loss
 
 
 def overrides(items: list[str]) -> dict:
@@ -63,9 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="Profile overrides")
-    ap.add_argument("--weighted-iad", type=float, default=None, metavar="GAMMA")
-    ap.add_argument("--weighted-until", type=int, default=None, metavar="STEPS",
-                    help="weight only the first STEPS steps (default: all)")
     args = ap.parse_args(argv)
     if not (args.src / "local.pt").is_file():
         raise SystemExit(f"{args.src / 'local.pt'} not found: SRC_RUN must be a run folder with a trained Local-Net")
@@ -78,15 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.dst, ignore_errors=True)
     args.dst.mkdir(parents=True)
     shutil.copy(args.src / "local.pt", args.dst / "local.pt")
-    original = context_train.joint_loss
-    if args.weighted_iad is not None:
-        context_train.joint_loss = weighted_joint_loss(args.weighted_iad, args.weighted_until)
-    try:
-        t = time.perf_counter()
-        train(args.dst, args.data, args.category, prof, teacher="random", seed=args.seed, resume=True, progress=False)
-        print(f"Global-Net phase {time.perf_counter() - t:.0f} s", flush=True)
-    finally:
-        context_train.joint_loss = original
+    t = time.perf_counter()
+    train(args.dst, args.data, args.category, prof, teacher="random", seed=args.seed, resume=True, progress=False)
+    print(f"Global-Net phase {time.perf_counter() - t:.0f} s", flush=True)
     ev = evaluate(args.dst, args.data, args.category, args.dst / "eval", figure=False)
     print(json.dumps({"pro": round(ev["pro"], 3), **{k: round(v["pro"], 3) for k, v in ev["per_defect"].items()},
                       **{k: round(v, 3) for k, v in ev.get("context", {}).items()}}))

@@ -163,7 +163,7 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
                  g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
                  device: torch.device, stains: dict | None = None,
                  n_context_stains: int = 0, max_shift: int = 0,
-                 mismatch: float = 0.0) -> tuple[torch.Tensor, dict]:
+                 mismatch: float = 0.0, hard_gamma: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
 
     images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
@@ -171,7 +171,8 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     keyword arguments of stains.add_stains (`Profile.stain_kwargs()`); `n_context_stains` > 0:
     Global-Net sees each image with up to that many random stains (stains.context_stains) while
     its targets stay the clean patches' features; `max_shift` > 0: each image is shifted by up to
-    that many pixels (`shifted_holes`); `mismatch`: share of the mismatch negatives (docstring above).
+    that many pixels (`shifted_holes`); `mismatch`: share of the mismatch negatives (docstring above);
+    `hard_gamma`: losses.joint_loss's weighting of the hardest holes.
     """
     idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
     if max_shift:
@@ -200,7 +201,7 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
         use = (torch.rand(k, generator=g) < mismatch).to(device) & (d > d.median())
         z_neg = torch.where(use[:, None], z_mis, z_neg)
     z_star = torch.where(is_real[:, None], z_l[:k], z_neg)
-    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t)
+    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t, hard_gamma)
 
 
 def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:

@@ -70,9 +70,19 @@ def dad_loss(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
 
 
 def joint_loss(z_l: torch.Tensor, z_g: torch.Tensor, logits: torch.Tensor, is_real: torch.Tensor,
-               lambda_t: float = 0.01) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 10: l = l_IAD + lambda_t l_DAD, with l_IAD = Eq. 7 averaged over the batch."""
-    l_iad = iad_score(z_l, z_g).mean()
+               lambda_t: float = 0.01, hard_gamma: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 10: l = l_IAD + lambda_t l_DAD, with l_IAD = Eq. 7 averaged over the batch.
+
+    hard_gamma > 0 (our deviation, `Profile.hard_holes_gamma`): Eq. 7's batch mean becomes a
+    weighted mean, hole i weighted by (e_i / mean e)^hard_gamma (e = its Eq. 7 error, detached,
+    weights normalised to mean 1), so the holes Global-Net predicts worst count more. The
+    logged l_iad stays the plain mean, comparable with the paper's loss."""
+    err = iad_score(z_l, z_g)
+    l_iad = err.mean()
+    fit = l_iad
+    if hard_gamma:
+        w = (err / l_iad).detach().pow(hard_gamma)
+        fit = (w / w.mean() * err).mean()
     l_dad = dad_loss(logits, is_real)
-    total = l_iad + lambda_t * l_dad
+    total = fit + lambda_t * l_dad
     return total, {"l_iad": l_iad.item(), "l_dad": l_dad.item(), "loss": total.item()}

@@ -70,6 +70,9 @@ class Profile:
                                 # explains less than this of the training targets (layout_r2)
     mismatch_negatives: float = 0.0  # > 0: that share of the DAD negatives is the real patch of
                                 # another position of the same image (context_train.context_step); 0: paper
+    hard_holes_gamma: float = 0.0  # > 0: Eq. 7's batch mean weighted by each hole's error to this
+                                # power (losses.joint_loss) during the first hard_holes_until of the
+    hard_holes_until: float = 0.5  # Global-Net steps (a fraction of train_steps); 0: paper
 
     def stain_kwargs(self) -> dict:
         """Keyword arguments of stains.add_stains for this profile's DAD negatives."""

@@ -63,15 +63,21 @@ def local_step(model: Glance, teacher: Teacher, images: torch.Tensor, batch: int
     return local_loss(model.decoder(z), teacher(p), z, prof.lambda_k, prof.lambda_c)
 
 
+def hard_gamma(prof: Profile, step: int) -> float:
+    """Eq. 7's weighting of the hardest holes at Global-Net step `step` (losses.joint_loss)."""
+    return prof.hard_holes_gamma if step < prof.hard_holes_until * prof.train_steps else 0.0
+
+
 def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Generator,
-                prof: Profile, device: torch.device, ctx: dict | None = None) -> tuple[torch.Tensor, dict]:
+                prof: Profile, device: torch.device, ctx: dict | None = None,
+                step: int = 0) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `batch` training images. With `prof.holes_per_image` > 0, `batch` images x that
     many holes each (context_train.py; ctx holds the precomputed targets and positions), else
     `batch` random (image, patch) pairs as in the paper; half of the DAD pairs get the stained patch."""
     if prof.holes_per_image:
         return context_step(model, images, ctx["targets"], ctx["positions"], g, batch,
                             prof.holes_per_image, prof.dad_holes, prof.lambda_t, device, prof.stain_kwargs(),
-                            prof.context_stains, ctx["shift"], prof.mismatch_negatives)
+                            prof.context_stains, ctx["shift"], prof.mismatch_negatives, hard_gamma(prof, step))
     idx = torch.randint(0, images.shape[0], (batch,), generator=g)
     size = images.shape[-1]
     tl = random_top_left(batch, size, 33, generator=g)
@@ -85,7 +91,7 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
         z_neg = model.local_net(normalize(p_neg))
     z_g = model.global_net(normalize(imgs), hole_masks(tl, size, 33).to(device))
     z_star = torch.where(is_real[:, None], z_l, z_neg)
-    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g), is_real, prof.lambda_t)
+    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g), is_real, prof.lambda_t, hard_gamma(prof, step))
 
 
 # ----------------------------------------------------------------------------- the run folder
@@ -255,7 +261,7 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
                 if phase == "train":
                     for group, lr in zip(opt.param_groups, (prof.lr_global, prof.lr_head)):
                         group["lr"] = lr * lr_factor(prof, step)
-                    loss, parts = global_step(model, images[phase], batch[phase], g, prof, device, ctx)
+                    loss, parts = global_step(model, images[phase], batch[phase], g, prof, device, ctx, step)
                 else:
                     loss, parts = local_step(model, tch, images[phase], batch[phase], g, prof, device)
                 if not math.isfinite(loss.item()):

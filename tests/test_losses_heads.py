@@ -95,3 +95,21 @@ def test_joint_loss_weights_dad_by_lambda_t():
     assert parts["l_iad"] == pytest.approx(1.0)
     assert parts["l_dad"] == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-6)
     assert total.item() == pytest.approx(1.0 + 0.01 * parts["l_dad"], rel=1e-6)
+
+
+def test_hard_holes_weighting_is_eq7_at_gamma_zero_and_favours_the_worst_holes():
+    from glance_lite.losses import joint_loss
+    from glance_lite.profiles import get_profile
+    from glance_lite.train import hard_gamma
+    g = torch.Generator().manual_seed(0)
+    z_l, z_g = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    z_g[0] += 5.0  # one hard hole
+    logits, real = torch.zeros(2, 2), torch.tensor([True, False])
+    plain, log0 = joint_loss(z_l, z_g, logits, real, 0.0)
+    assert plain.item() == pytest.approx(iad_score(z_l, z_g).mean().item())
+    hard, log1 = joint_loss(z_l, z_g, logits, real, 0.0, hard_gamma=1.0)
+    assert hard.item() > plain.item()  # the hard hole weighs more than 1/6
+    assert log1["l_iad"] == pytest.approx(log0["l_iad"])  # the log keeps Eq. 7's plain mean
+    prof = get_profile("cpu", hard_holes_gamma=0.5, hard_holes_until=0.5)
+    assert [hard_gamma(prof, s) for s in (0, 749, 750, 1499)] == [0.5, 0.5, 0.0, 0.0]
+    assert hard_gamma(get_profile("cpu"), 0) == 0.0  # off unless asked for
