@@ -72,7 +72,7 @@ class Profile:
                                 # another position of the same image (context_train.context_step); 0: paper
     hard_holes_gamma: float = 0.0  # > 0: Eq. 7's batch mean weighted by each hole's error to this
                                 # power (losses.joint_loss) during the first hard_holes_until of the
-    hard_holes_until: float = 0.5  # Global-Net steps (a fraction of train_steps); 0: paper
+    hard_holes_until: float = 0.5  # Global-Net steps (a fraction of train_steps); gamma 0: paper
 
     def stain_kwargs(self) -> dict:
         """Keyword arguments of stains.add_stains for this profile's DAD negatives."""
@@ -146,6 +146,11 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     prof = replace(PROFILES[resolve_name(name)], **overrides)
     if prof.global_arch not in ("paper", "coords"):
         raise ValueError(f"unknown Global-Net architecture {prof.global_arch!r}; expected paper or coords")
+    for name, lo, hi in (("mismatch_negatives", 0.0, 1.0), ("hard_holes_until", 0.0, 1.0),
+                         ("hard_holes_gamma", 0.0, float("inf"))):
+        value = getattr(prof, name)
+        if not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ValueError(f"{name} must be a number in [{lo}, {hi}]; got {value!r}")
     return prof
 
 

@@ -113,3 +113,11 @@ def test_hard_holes_weighting_is_eq7_at_gamma_zero_and_favours_the_worst_holes()
     prof = get_profile("cpu", hard_holes_gamma=0.5, hard_holes_until=0.5)
     assert [hard_gamma(prof, s) for s in (0, 749, 750, 1499)] == [0.5, 0.5, 0.0, 0.0]
     assert hard_gamma(get_profile("cpu"), 0) == 0.0  # off unless asked for
+
+
+@pytest.mark.parametrize("field,value", [("mismatch_negatives", 1.5), ("hard_holes_until", -0.1),
+                                         ("hard_holes_gamma", -1.0), ("mismatch_negatives", "half")])
+def test_new_options_refuse_values_out_of_range(field, value):
+    from glance_lite.profiles import get_profile
+    with pytest.raises(ValueError, match=f"{field} must be a number in"):
+        get_profile("cpu", **{field: value})
