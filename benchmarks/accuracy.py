@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"accuracy.py: --set {e}") from None
     overrides = {**(PAPER_RECIPE if args.recipe == "paper" else {}),
                  **({"global_arch": args.arch} if args.arch else {}), **variant}
-    prof = get_profile(args.profile, **overrides)
+    try:
+        prof = get_profile(args.profile, **overrides)
+    except ValueError as e:  # an unknown profile, or a --set value out of range
+        raise SystemExit(f"accuracy.py: {e}") from None
     real = Path(args.real)
     sets = {c: Path(args.data) for c in SYNTHETIC_CATEGORIES}
     if real.is_dir():

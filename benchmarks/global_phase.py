@@ -8,7 +8,6 @@ emptied, gets a copy of local.pt and trains the Global-Net phase of the `cpu` pr
 --set overrides (Profile fields). With the same --seed as SRC_RUN's and no overrides it repeats
 SRC_RUN's Global-Net phase exactly (the fabric seed-1 benchmark run: PRO 0.645, R^2 0.430 both times).
 Prints the Global-Net phase's seconds and one JSON line: PRO, PRO per defect, the context diagnostic.
-
 """
 from __future__ import annotations
 
@@ -48,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dst.exists() and any(args.dst.iterdir()) and not (args.dst / "local.pt").is_file():
         raise SystemExit(f"{args.dst} is not empty and is not a run folder (no local.pt): "
                          "pick a new or an earlier DST_RUN; it is emptied first")
-    prof = get_profile(args.profile, **overrides(args.set))
+    try:
+        prof = get_profile(args.profile, **overrides(args.set))
+    except ValueError as e:  # a value out of range (the name and format were checked above)
+        raise SystemExit(f"--set: {e}") from None
     shutil.rmtree(args.dst, ignore_errors=True)
     args.dst.mkdir(parents=True)
     shutil.copy(args.src / "local.pt", args.dst / "local.pt")

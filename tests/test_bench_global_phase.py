@@ -46,7 +46,8 @@ def test_overrides_parse_literals_and_refuse_unknown_fields(load_benchmark):
 
 
 def test_accuracy_set_refuses_a_bad_override_before_any_work(load_benchmark, tmp_path):
-    for bad, msg in [("mismatch_negative=1", "FIELD one of"), ("train_steps=many", "not a Python literal")]:
+    for bad, msg in [("mismatch_negative=1", "FIELD one of"), ("train_steps=many", "not a Python literal"),
+                     ("mismatch_negatives=2", "must be a number in")]:
         with pytest.raises(SystemExit, match=msg):
             load_benchmark("accuracy").main(["--set", bad, "--out", str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
