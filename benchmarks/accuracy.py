@@ -39,7 +39,8 @@ from glance_lite.profiles import get_profile, parse_overrides
 
 # the cpu profile's Global-Net phase before our deviations (faithful to the paper's recipe)
 PAPER_RECIPE = dict(global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False, nearest_iad=False,
-                    stain_radius=(2.0, 0.0), stain_min_opacity=0.5, context_stains=0,
+                    stain_radius=(2.0, 0.0), stain_min_opacity=0.5, context_stains=0, context_shift=0,
+                    mismatch_negatives=0.0, hard_holes_gamma=0.0,
                     lr_warmup=0.0, train_steps=600, train_batch=16, lr_global=5e-4)
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REAL = ROOT.parent / "shared" / "data" / "real"
