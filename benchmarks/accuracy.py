@@ -4,7 +4,7 @@
     python benchmarks/accuracy.py --seeds 0 1 --datasets circuit cable
     python benchmarks/accuracy.py --recipe paper --datasets circuit  # the paper's Global-Net recipe
     python benchmarks/accuracy.py --collect                # one table of every finished run
-    python benchmarks/accuracy.py --set mismatch_negatives=1.0  # a variant: its own runs and table
+    python benchmarks/accuracy.py --set hard_holes_gamma=0 mismatch_negatives=0  # a variant (two deviations off): own runs and table
 
 For every dataset and seed it runs `glance_lite.baselines.compare` (Glance trained and evaluated
 with the profile, then local-only, NNS, Gaussian and AMC on the same data, seed and metrics) and

@@ -23,7 +23,7 @@ supervision, so the short profiles use the same loss, computed more cheaply:
   whitened residuals of the training images for our nearest-residual Eq. 11 (`ResidualBank`).
 * The DAD head (Eq. 8-9) sees the first `dad_holes` holes of a step: equiprobably the real patch
   or its stained copy (stains.py), whose Local-Net feature is computed on the fly.
-* Our mismatch negatives (`mismatch` > 0; off in every profile until measured on all sets, see
+* Our mismatch negatives (`mismatch` > 0; 1.0 in the short profiles, 0 in `paper`; measured in
   the README). With stains as the only negatives a blank patch is never "distorted", so the head
   learns "no stain = real" and a *missing* part looks very real to it (fabric: s_DAD 0.07-0.11
   on missing dots, 0.34 at the median normal pixel). With probability `mismatch` a negative is
