@@ -112,7 +112,9 @@ def test_hard_holes_weighting_is_eq7_at_gamma_zero_and_favours_the_worst_holes()
     assert log1["l_iad"] == pytest.approx(log0["l_iad"])  # the log keeps Eq. 7's plain mean
     prof = get_profile("cpu", hard_holes_gamma=0.5, hard_holes_until=0.5)
     assert [hard_gamma(prof, s) for s in (0, 749, 750, 1499)] == [0.5, 0.5, 0.0, 0.0]
-    assert hard_gamma(get_profile("cpu"), 0) == 0.0  # off unless asked for
+    assert hard_gamma(get_profile("cpu"), 0) == 0.5  # on in the short profiles ...
+    assert hard_gamma(get_profile("paper"), 0) == 0.0  # ... off in the paper's recipe
+    assert get_profile("cpu").mismatch_negatives == 1.0 and get_profile("paper").mismatch_negatives == 0.0
 
 
 @pytest.mark.parametrize("field,value", [("mismatch_negatives", 1.5), ("hard_holes_until", -0.1),
