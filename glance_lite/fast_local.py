@@ -17,6 +17,12 @@ which gives the same Z_l as `LocalNet.forward` on each crop, up to float roundin
 
     (N,3,256,256) -conv1-> (N,128,254,254) -pool1-> 127 -conv2-> (N,256,123,123)
     patch at (r, c), r and c even: its conv2 output is rows r/2 .. r/2+10, cols c/2 .. c/2+10
+
+When every corner is a multiple of 4 (context_train's lattice of training holes), pool2 groups
+the same pairs too, and the whole network runs over the image (`local_map`):
+    ... -pool2-> (N,256,61,61) -conv3-> 60 -conv4-> (N,128,57,57), entry (i, j) = patch (4i, 4j)
+about 30 instead of 54 GFLOP per image for the 56 x 56 = 3136 lattice patches (i, j <= 55: the
+last row and column of the map belong to corners whose patch leaves the image).
 """
 from __future__ import annotations
 
@@ -59,12 +65,34 @@ def local_head(net: LocalNet, windows: torch.Tensor) -> torch.Tensor:
     return net.lrelu4(net.conv4(x)).flatten(1)
 
 
+def local_map(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
+    """All of Tab. 1 over whole images: `(N,3,S,S)` normalised -> `(N,128,M,M)`, M = 57 for
+    S = 256; entry (i, j) is Z_l of the patch whose corner is (4i, 4j), for every corner whose
+    patch lies inside the image (4i <= S - 33).
+
+    Exact when corners are multiples of 4: then both 2x2 max-pools group the same pixels as on
+    the patch alone, so pool2, conv3 and conv4 can run over the whole conv2 map as well."""
+    x = net.pool2(local_trunk(net, images))
+    x = net.lrelu3(net.conv3(x))
+    return net.lrelu4(net.conv4(x))
+
+
+def fully_dense(top_left: torch.Tensor, image_size: int, patch_size: int = PATCH_SIZE) -> bool:
+    """True when `local_map` applies and pays: 33x33 patches with every corner on a multiple of 4,
+    and more of them than a quarter of the map's positions (e.g. context_train's 4-px lattice)."""
+    side = (image_size - patch_size) // (POOL * POOL) + 1
+    return (patch_size == PATCH_SIZE and bool((top_left % (POOL * POOL) == 0).all())
+            and 4 * top_left.shape[0] > side * side)
+
+
 def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Tensor,
                         patch_size: int = PATCH_SIZE, chunk: int = 400) -> torch.Tensor:
     """Z_l of every patch: normalised images `(N,3,S,S)`, corners `(K2,2)` -> `(N,K2,128)`.
 
-    Dense (trunk once per image, then crops) when `aligned(top_left)` and `dense_pays` (the
-    default 20x20 grid), else patch by patch; both give the same features.
+    All of Local-Net over whole images when `fully_dense` (corners on multiples of 4, many of
+    them: context_train's lattice); else the trunk once per image, then crops, when
+    `aligned(top_left)` and `dense_pays` (the default 20x20 grid); else patch by patch. All three
+    give the same features up to float rounding.
     chunk: patches per forward pass of the per-patch layers; the trunk is held for
     max(1, chunk // K2) images at a time. Puts `net` in channels_last memory format (faster on
     CPU and GPU; the weights' values are unchanged).
@@ -72,6 +100,10 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
     net.to(memory_format=torch.channels_last)
     n, k2 = images.shape[0], top_left.shape[0]
     top_left = top_left.to(images.device)
+    if fully_dense(top_left, images.shape[-1], patch_size):  # e.g. the 4-px lattice of context_train
+        r, c = (top_left // (POOL * POOL)).unbind(1)
+        return torch.cat([local_map(net, block.contiguous(memory_format=torch.channels_last))[:, :, r, c]
+                          for block in images.split(max(1, chunk // 100))]).transpose(1, 2).contiguous()
     dense = aligned(top_left, patch_size) and dense_pays(k2, images.shape[-1], patch_size)
     side = conv2_side(patch_size) if dense else patch_size
     pos = top_left // POOL if dense else top_left

@@ -88,3 +88,34 @@ def test_local_only_features_are_local_net_on_each_crop(align, trunk_calls):
     with torch.no_grad():
         ref = net(grid.patches(normalize(imgs)).flatten(0, 1)).view(3, 144, -1)
     assert torch.allclose(z, ref, atol=1e-5)
+
+
+def test_local_map_is_local_net_at_corners_on_multiples_of_4():
+    """All of Tab. 1 over the whole image (fast_local.local_map): entry (i, j) is the patch at (4i, 4j)."""
+    torch.manual_seed(0)
+    net = LocalNet().double().eval()
+    img = torch.rand(1, 3, 256, 256, dtype=torch.float64)
+    m = fast_local.local_map(net, img)
+    assert m.shape == (1, 128, 57, 57)
+    for r, c in [(0, 0), (0, 220), (220, 0), (100, 48), (220, 220)]:
+        assert torch.allclose(m[:, :, r // 4, c // 4], net(img[:, :, r:r + 33, c:c + 33]), atol=1e-12)
+    # an even corner that is not a multiple of 4 breaks pool2's alignment: why the lattice is on 4 px
+    r = c = 102
+    assert not torch.allclose(m[:, :, r // 4, c // 4], net(img[:, :, r:r + 33, c:c + 33]), atol=1e-6)
+
+
+def test_grid_features_take_the_fully_dense_path_on_the_context_lattice():
+    from glance_lite.context_train import lattice
+    assert fast_local.fully_dense(lattice(stride=4), 256)
+    assert not fast_local.fully_dense(lattice(stride=32), 256)          # too few patches to pay
+    assert not fast_local.fully_dense(PatchGrid().top_left, 256)        # even corners, not all on 4
+    torch.manual_seed(1)
+    net = LocalNet().double().eval()
+    img = torch.rand(2, 3, 256, 256, dtype=torch.float64)
+    pos = lattice(stride=4)
+    z = fast_local.grid_local_features(net, img, pos)
+    assert z.shape == (2, 56 * 56, 128)
+    pick = torch.tensor([0, 56, 1000, 56 * 56 - 1])
+    for k in pick.tolist():
+        r, c = pos[k].tolist()
+        assert torch.allclose(z[:, k], net(img[:, :, r:r + 33, c:c + 33]), atol=1e-12)
