@@ -93,8 +93,8 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
     them: context_train's lattice); else the trunk once per image, then crops, when
     `aligned(top_left)` and `dense_pays` (the default 20x20 grid); else patch by patch. All three
     give the same features up to float rounding.
-    chunk: patches per forward pass of the per-patch layers; the trunk is held for
-    max(1, chunk // K2) images at a time. Puts `net` in channels_last memory format (faster on
+    chunk: patches per forward pass of the per-patch layers; the trunk (or the whole map) is
+    held for max(1, chunk // K2) images at a time. Puts `net` in channels_last memory format (faster on
     CPU and GPU; the weights' values are unchanged).
     """
     net.to(memory_format=torch.channels_last)
@@ -103,7 +103,7 @@ def grid_local_features(net: LocalNet, images: torch.Tensor, top_left: torch.Ten
     if fully_dense(top_left, images.shape[-1], patch_size):  # e.g. the 4-px lattice of context_train
         r, c = (top_left // (POOL * POOL)).unbind(1)
         return torch.cat([local_map(net, block.contiguous(memory_format=torch.channels_last))[:, :, r, c]
-                          for block in images.split(max(1, chunk // 100))]).transpose(1, 2).contiguous()
+                          for block in images.split(max(1, chunk // k2))]).transpose(1, 2).contiguous()
     dense = aligned(top_left, patch_size) and dense_pays(k2, images.shape[-1], patch_size)
     side = conv2_side(patch_size) if dense else patch_size
     pos = top_left // POOL if dense else top_left
