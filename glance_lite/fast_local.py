@@ -58,11 +58,16 @@ def local_trunk(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
     return net.lrelu2(net.conv2(x))
 
 
+def _after_conv2(net: LocalNet, x: torch.Tensor) -> torch.Tensor:
+    """pool2 -> conv3 -> conv4 of Tab. 1 on conv2 outputs `(B,256,H,W)` -> `(B,128,H',W')`."""
+    x = net.pool2(x)
+    x = net.lrelu3(net.conv3(x))
+    return net.lrelu4(net.conv4(x))
+
+
 def local_head(net: LocalNet, windows: torch.Tensor) -> torch.Tensor:
     """pool2 -> conv3 -> conv4 of Tab. 1: conv2 windows `(B,256,11,11)` -> Z_l `(B,128)`."""
-    x = net.pool2(windows)
-    x = net.lrelu3(net.conv3(x))
-    return net.lrelu4(net.conv4(x)).flatten(1)
+    return _after_conv2(net, windows).flatten(1)
 
 
 def local_map(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
@@ -72,9 +77,7 @@ def local_map(net: LocalNet, images: torch.Tensor) -> torch.Tensor:
 
     Exact when corners are multiples of 4: then both 2x2 max-pools group the same pixels as on
     the patch alone, so pool2, conv3 and conv4 can run over the whole conv2 map as well."""
-    x = net.pool2(local_trunk(net, images))
-    x = net.lrelu3(net.conv3(x))
-    return net.lrelu4(net.conv4(x))
+    return _after_conv2(net, local_trunk(net, images))
 
 
 def fully_dense(top_left: torch.Tensor, image_size: int, patch_size: int = PATCH_SIZE) -> bool:
