@@ -35,6 +35,7 @@ import torch
 from glance_lite.baselines.compare import METHODS, compare
 from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, load_mvtec, make_synthetic
 from glance_lite.evaluate import load_scores, metrics_for
+from glance_lite.global_net import ARCHS
 from glance_lite.profiles import get_profile, parse_overrides
 
 # the cpu profile's Global-Net phase before our deviations (faithful to the paper's recipe)
@@ -98,7 +99,7 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu", help="run profile (default cpu)")
-    ap.add_argument("--arch", choices=["paper", "coords"], default=None,
+    ap.add_argument("--arch", choices=list(ARCHS), default=None,
                     help="Global-Net architecture (default: the profile's)")
     ap.add_argument("--recipe", choices=["profile", "paper"], default="profile",
                     help="paper: the paper's Global-Net training in the profile's budget (Tab. 2, raw "

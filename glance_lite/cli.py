@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .global_net import ARCHS
 
 DEFAULT_DATA = Path("data") / "synthetic"
 
@@ -30,9 +31,10 @@ def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
                    help="smoke | cpu | colab | paper | auto (default: $GLANCE_PROFILE or auto = colab with CUDA, cpu without)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--arch", choices=("paper", "coords"), default=None,
+    p.add_argument("--arch", choices=ARCHS, default=None,
                    help="Global-Net architecture: paper = supp. Tab. 2 exactly; coords = ours, with the "
-                        "hole's position (default of the smoke/cpu/colab profiles)")
+                        "hole's position (default of the smoke/cpu/colab profiles); centred = coords run on a "
+                        "hole-centred map")
     if teacher:
         p.add_argument("--teacher", default="auto",
                        help="auto (default): the profile's teacher (smoke: random, others: imagenet), "

@@ -24,7 +24,16 @@ Two architectures (`arch`):
        image, read bilinearly at the hole's centre - "what a patch here usually looks like" -
        so the convolutions only need to learn how the context changes that.
   The hole's centre is computed from the mask M0 alone (the mean position of its zeros), so
-  the no-peeking property is unchanged (tests/test_architecture.py checks both architectures).
+  the no-peeking property is unchanged (tests/test_architecture.py checks every architecture).
+* ``"centred"`` - "coords" with layers 2_1 .. 4 run on a hole-centred window (our second
+  deviation, measured side by side with "coords" in the README). Tab. 2 ends in a 1x1 output
+  whose 3x3 kernels weigh *image* positions: to use "the dot 48 px right of the hole" the
+  network must learn that conjunction for every hole position anew. "centred" moves layer
+  1_2's 28x28 map so that the hole's location lies at its middle (locations outside the image
+  get mask 0, which partial convolution already handles) before PConv2_1; a neighbour at a
+  given offset from the hole then always meets the same weights (what a convolution gives a
+  pixel, given to the hole). Shifts are whole layer-1_2 steps (8 px); the rest of the offset
+  is in the coordinate channels, and P still says where in the image the hole is.
 
 `mask_plan(mask)` runs the mask half of the network alone; its result can be passed back to
 `forward` so that many images with the same holes share the mask computations (scoring.py).
@@ -38,10 +47,11 @@ from torch import nn
 from .partial_conv import MaskStep, PartialConv2d, mask_step, pool_mask
 
 IMAGE_SIZE = 256
-ARCHS = ("paper", "coords")
+ARCHS = ("paper", "coords", "centred")
 PRIOR_SIDE = 17         # knots of the position prior per side ("coords"), one every 16 px
 COORD_UNIT = 128.0      # pixels per unit of the relative-coordinate channels ("coords")
 L12_STRIDE, L12_CENTRE = 8, 17  # layer 1_2 location o sees input pixels 8o .. 8o+34 (centre 8o+17)
+BACK_START = 3  # index of PConv2_1 among the partial convolutions (`mask_plan`'s `start`)
 
 # (name, in, out, kernel, stride) of the partial convolutions after the first pooling layer.
 _TAB2 = [
@@ -53,6 +63,28 @@ _TAB2 = [
     ("pconv3_2", 128, 128, 3, 1),
     ("pconv4", 128, 128, 3, 1),
 ]
+
+
+def centre_on_hole(x: torch.Tensor, m: torch.Tensor, centres: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The "centred" move: layer 1_2 features `(B,C,n,n)` and mask `(B|1,1,n,n)`, hole centres
+    `(B,2)` in pixels -> the n x n window of both whose middle location (n // 2) is the one
+    nearest the hole's centre (zeros and mask 0 outside the image), and the window's first
+    row / col `(B,2)` in layer-1_2 locations (negative when it starts outside the image)."""
+    b, n = x.shape[0], x.shape[-1]
+    o = torch.round((centres - L12_CENTRE) / L12_STRIDE).long().clamp(0, n - 1)
+    first = o - n // 2                                          # in [-n//2, n - 1 - n//2]
+    pad = n // 2 + 1
+    xp = F.pad(x, (pad,) * 4)
+    mp = F.pad(m.expand(b, -1, -1, -1), (pad,) * 4)
+    ar = torch.arange(n, device=x.device)
+    rows = (first[:, :1] + pad + ar)[:, :, None]                # (B,n,1) rows of the padded map
+    cols = (first[:, 1:] + pad + ar)[:, None, :]                # (B,1,n)
+    bi = torch.arange(b, device=x.device).view(-1, 1, 1)
+    # plain advanced indexing (not a view of unfold): its backward scatters into a map the size
+    # of xp, where indexing an unfolded view would allocate all (n+2p-n+1)^2 windows
+    take = lambda t: t.permute(0, 2, 3, 1)[bi, rows, cols].permute(0, 3, 1, 2)  # noqa: E731
+    return take(xp), take(mp), first.to(x.dtype)
 
 
 def check_arch(arch: str) -> str:
@@ -86,7 +118,7 @@ class GlobalNet(nn.Module):
     def __init__(self, feature_dim: int = 128, arch: str = "paper"):
         super().__init__()
         self.arch = check_arch(arch)
-        extra = 2 if arch == "coords" else 0
+        extra = 0 if arch == "paper" else 2
         self.pconv0 = PartialConv2d(3, 16, 7, stride=2)
         self.relu0 = nn.ReLU()
         self.pool0 = nn.MaxPool2d(3, 2)
@@ -94,7 +126,7 @@ class GlobalNet(nn.Module):
             setattr(self, name, PartialConv2d(cin + (extra if name == "pconv2_1" else 0),
                                               cout if name != "pconv4" else feature_dim, k, s))
         self.relu = nn.ReLU()
-        if arch == "coords":
+        if arch != "paper":
             self.prior = nn.Parameter(torch.zeros(1, feature_dim, PRIOR_SIDE, PRIOR_SIDE))
 
     def _convs(self) -> list[PartialConv2d]:
@@ -119,14 +151,21 @@ class GlobalNet(nn.Module):
 
     def back(self, x: torch.Tensor, m: torch.Tensor, steps: list[MaskStep],
              centres: torch.Tensor | None) -> torch.Tensor:
-        """Layers 2_1 .. 4 (+ the "coords" additions): layer 1_2 output `(B,32,28,28)`, its mask,
-        the mask steps of those layers and the hole centres `(B,2)` in pixels -> Z_g `(B,128)`."""
-        if self.arch == "coords":
+        """Layers 2_1 .. 4 (+ the "coords" / "centred" additions): layer 1_2 output
+        `(B,32,28,28)`, its mask, the mask steps of those layers and the hole centres `(B,2)` in
+        pixels -> Z_g `(B,128)`. "centred" moves the map first (`centre_on_hole`) and then
+        computes the moved mask's own steps (the given ones are for the unmoved map)."""
+        if self.arch != "paper":
             side = x.shape[-1]
-            loc = torch.arange(side, device=x.device, dtype=x.dtype) * L12_STRIDE + L12_CENTRE
             c = centres.to(x.dtype)
-            dy = (loc.view(1, side, 1) - c[:, :1, None]).expand(-1, side, side)
-            dx = (loc.view(1, 1, side) - c[:, 1:, None]).expand(-1, side, side)
+            first = torch.zeros_like(c)
+            if self.arch == "centred":
+                x, m, first = centre_on_hole(x, m, c)
+                steps = GlobalNet.mask_plan(m, start=BACK_START)
+            ar = torch.arange(side, device=x.device, dtype=x.dtype)
+            loc = (first[:, :, None] + ar) * L12_STRIDE + L12_CENTRE  # (B,2,side) pixel rows / cols
+            dy = (loc[:, 0, :, None] - c[:, :1, None]).expand(-1, side, side)
+            dx = (loc[:, 1, None, :] - c[:, 1:, None]).expand(-1, side, side)
             rel = torch.stack([dy, dx], dim=1) / COORD_UNIT
             x = torch.cat([x, rel], dim=1)
         convs = self._convs()[len(self._convs()) - len(steps):]
@@ -135,12 +174,12 @@ class GlobalNet(nn.Module):
             if conv is not self.pconv4:
                 x = self.relu(x)
         z = x.flatten(1)
-        if self.arch == "coords":
+        if self.arch != "paper":
             z = z + self.position_prior(centres)
         return z
 
     def position_prior(self, centres: torch.Tensor) -> torch.Tensor:
-        """The learned prior P at hole centres `(B,2)` (pixels) -> `(B,128)` ("coords" only)."""
+        """The learned prior P at hole centres `(B,2)` (pixels) -> `(B,128)` (not in "paper")."""
         xy = (centres.flip(1) / (IMAGE_SIZE - 1) * 2 - 1).to(self.prior.dtype)  # grid_sample wants (x, y)
         out = F.grid_sample(self.prior.expand(len(xy), -1, -1, -1), xy.view(-1, 1, 1, 2),
                             mode="bilinear", align_corners=True)
@@ -161,5 +200,5 @@ class GlobalNet(nn.Module):
         for conv, st in zip(convs[1:3], steps[1:3]):
             x, m = conv(x, m, st)
             x = self.relu(x)
-        centres = hole_centres(mask).expand(image.shape[0], -1) if self.arch == "coords" else None
+        centres = hole_centres(mask).expand(image.shape[0], -1) if self.arch != "paper" else None
         return self.back(x, m, steps[3:], centres)

@@ -53,7 +53,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                arch: str | None = None) -> tuple[Glance, dict]:
     """Load a trained model written by `save_model` (e.g. RUN/glance.pt) -> (model in eval mode, config).
 
-    arch: the Global-Net architecture the caller expects ("paper" | "coords"); None accepts the
+    arch: the Global-Net architecture the caller expects ("paper" | "coords" | "centred"); None accepts the
     one the run was trained with. A mismatch fails with a message naming both.
     """
     ckpt = checkpoint.load(path)

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
+from .global_net import ARCHS
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -52,7 +54,7 @@ class Profile:
     # How Global-Net + DAD head are trained (context_train.py). The paper's way is the default
     # of this dataclass and of the `paper` profile: Tab. 2 as drawn, raw targets, one hole per
     # image (train_batch pairs a step). The short profiles use our measured deviations.
-    global_arch: str = "paper"  # "paper" (supp. Tab. 2) | "coords" (+ the hole's position)
+    global_arch: str = "paper"  # "paper" (supp. Tab. 2) | "coords" (+ the hole's position) | "centred"
     standardize: bool = False   # Z_l standardised per dimension (FeatureScaler) in Eq. 7/11
     holes_per_image: int = 0    # 0: one hole per image (paper); > 0: that many per image a step
     lattice_stride: int = 4     # hole corners on multiples of this (holes_per_image > 0)
@@ -151,8 +153,8 @@ def resolve_name(name: str | None = None) -> str:
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The profile called `name` (see `resolve_name`), with optional field overrides."""
     prof = replace(PROFILES[resolve_name(name)], **overrides)
-    if prof.global_arch not in ("paper", "coords"):
-        raise ValueError(f"unknown Global-Net architecture {prof.global_arch!r}; expected paper or coords")
+    if prof.global_arch not in ARCHS:
+        raise ValueError(f"unknown Global-Net architecture {prof.global_arch!r}; expected one of {', '.join(ARCHS)}")
     for name, lo, hi in (("mismatch_negatives", 0.0, 1.0), ("hard_holes_until", 0.0, 1.0),
                          ("hard_holes_gamma", 0.0, float("inf"))):
         value = getattr(prof, name)

@@ -97,12 +97,12 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
 # ----------------------------------------------------------------------------- the run folder
 def prepare_context(model: Glance, images: torch.Tensor, prof: Profile, fresh: bool) -> dict:
     """Targets of context training (context_train.py); on a fresh start (not a resume) also fit
-    the FeatureScaler (`prof.standardize`) and start the position prior ("coords")."""
+    the FeatureScaler (`prof.standardize`) and start the position prior (not in "paper")."""
     positions = lattice(images.shape[-1], 33, prof.lattice_stride)
     targets = local_targets(model.local_net, images, positions)
     if fresh and prof.standardize:
         model.scaler.fit(targets.float())
-    if fresh and prof.global_arch == "coords":
+    if fresh and prof.global_arch != "paper":
         fit_prior(model.global_net, positions, model.scaler(targets.float().mean(0)))
     fixed = layout_r2(targets, model.scaler)  # shift only images whose layout varies (profiles.py)
     varies = math.isnan(fixed) or fixed < prof.shift_below_layout_r2  # NaN: one image, cannot tell

@@ -17,12 +17,12 @@ from glance_lite.profiles import get_profile
 from glance_lite.train import lr_factor, step_generator
 
 
-@pytest.mark.parametrize("arch", ["paper", "coords"])
+@pytest.mark.parametrize("arch", ["paper", "coords", "centred"])
 def test_training_path_equals_global_net_and_has_gradients(arch):
     """features_at without a precomputed plan (training) = GlobalNet.forward, and backpropagates."""
     torch.manual_seed(0)
     net = GlobalNet(arch=arch)
-    if arch == "coords":
+    if arch != "paper":
         torch.nn.init.normal_(net.prior)
     imgs = normalize(torch.rand(2, 3, 256, 256))
     tl = torch.tensor([[0, 0], [223, 223], [100, 36], [4, 200], [223, 0]])
@@ -37,7 +37,7 @@ def test_training_path_equals_global_net_and_has_gradients(arch):
     assert net.pconv0.weight.grad.abs().sum() > 0 and net.pconv4.weight.grad.abs().sum() > 0
     for k, p in net.named_parameters():  # the same gradients as the plain network's
         assert torch.allclose(p.grad, ref_grads[k], rtol=1e-3, atol=1e-5 * ref_grads[k].abs().max()), k
-    if arch == "coords":
+    if arch != "paper":
         assert net.prior.grad.abs().sum() > 0
 
 
@@ -60,9 +60,9 @@ def test_coords_net_knows_where_the_hole_is():
 
 
 def test_unknown_arch_is_refused_with_the_valid_values():
-    with pytest.raises(ValueError, match="paper, coords"):
+    with pytest.raises(ValueError, match="paper, coords, centred"):
         GlobalNet(arch="nope")
-    with pytest.raises(ValueError, match="paper or coords"):
+    with pytest.raises(ValueError, match="paper, coords, centred"):
         get_profile("smoke", global_arch="nope")
 
 
@@ -263,3 +263,34 @@ def test_fit_residual_model_fills_whitener_and_bank():
     m2 = Glance(arch="coords")
     fit_residual_model(m2, images, grid, whiten=False, bank=False)
     assert len(m2.bank) == 0 and torch.equal(m2.whitener.matrix, torch.eye(128))
+
+
+def test_centred_window_follows_the_hole():
+    """"centred": move the layer-1_2 map and the hole together by whole steps (8 px) and the
+    hole-centred window holds the same features wherever both windows lie inside the map, so a
+    neighbour at a given offset from the hole meets the same weights of PConv2_1 .. 4."""
+    from glance_lite.global_net import centre_on_hole
+    torch.manual_seed(3)
+    x = torch.rand(1, 4, 28, 28)
+    m = torch.ones(1, 1, 28, 28)
+    c = torch.tensor([[17.0 + 8 * 12, 17.0 + 8 * 15]])
+    moved = torch.roll(x, shifts=(2, -3), dims=(2, 3))  # wrapped rows / cols are checked out below
+    a, ma, fa = centre_on_hole(x, m, c)
+    b, mb, fb = centre_on_hole(moved, m, c + torch.tensor([[16.0, -24.0]]))
+    assert (fb - fa).tolist() == [[2.0, -3.0]]
+    inside = (ma * mb).bool()[0, 0]
+    inside[:, -4:] = False  # columns that the roll wrapped around
+    assert inside.sum() > 300 and torch.equal(a[0][:, inside], b[0][:, inside])
+
+
+def test_centre_on_hole_puts_the_hole_in_the_middle_and_masks_the_outside():
+    from glance_lite.global_net import centre_on_hole
+    x = torch.arange(28.0).view(1, 1, 1, 28).expand(2, 1, 28, 28)  # value = column index
+    m = torch.ones(1, 1, 28, 28)
+    c = torch.tensor([[17.0 + 8 * 20, 17.0 + 8 * 3], [17.0, 17.0 + 8 * 27]])  # locations (20, 3), (0, 27)
+    xw, mw, first = centre_on_hole(x, m, c)
+    assert first.tolist() == [[6.0, -11.0], [-14.0, 13.0]]
+    assert xw[0, 0, 14, 14] == 3 and xw[1, 0, 14, 14] == 27   # the hole's column at the middle
+    assert mw[0, 0, :, :11].sum() == 0 and mw[0, 0, :22, 11:].all()  # 11 columns left of the image
+    assert mw[0, 0, 22:].sum() == 0                                   # and 6 rows below it
+    assert mw[1, 0, :14].sum() == 0 and mw[1, 0, :, 15:].sum() == 0  # above / right of the image

@@ -24,13 +24,13 @@ def test_window_covers_every_position_the_hole_changes(grid):
         assert changed[:, 1].min() >= c0 and changed[:, 1].max() < c0 + q_side
 
 
-@pytest.mark.parametrize("arch", ["paper", "coords"])
+@pytest.mark.parametrize("arch", ["paper", "coords", "centred"])
 @pytest.mark.parametrize("grid", [PatchGrid(), PatchGrid(per_side=5), PatchGrid(per_side=4, patch_size=17),
                                   PatchGrid(per_side=3, patch_size=65)])  # 65: layer 2_1 still sees the hole
 def test_fast_path_equals_global_net(grid, arch):
     torch.manual_seed(1)
     net = GlobalNet(arch=arch).eval()
-    if arch == "coords":
+    if arch != "paper":
         torch.nn.init.normal_(net.prior)
     imgs = normalize(torch.rand(2, 3, 256, 256))
     masks, plan = grid.masks(), _grid_plan(grid, "cpu")
