@@ -104,6 +104,10 @@ class Profile:
 # negatives that are real patches of another place of the same image (context_step). Together,
 # fabric PRO 0.747 -> 0.911 (seed 1: 0.645 -> 0.853; missing dots 0.356 -> 0.957), so s_DAD
 # helps there instead of costing; see the README for every set.
+# global_arch="centred" (global_net.py: layers 2_1.. on a hole-centred window) is an option, not yet
+# the default: same Local-Nets, fabric R^2 0.653 / 0.732 -> 0.879 / 0.849 (PRO 0.743 / 0.886 ->
+# 0.894 / 0.8999; coords sat on the constant guess for 400 steps on seed 0), circuit 0.869 -> 0.897,
+# about 40 % more time per Global-Net step; README "Measured results".
 SHORT = dict(global_arch="coords", standardize=True, holes_per_image=16, lr_warmup=0.1, whiten_iad=True,
              nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2,
              context_shift=8, hard_holes_gamma=0.5, hard_holes_until=0.5, mismatch_negatives=1.0)

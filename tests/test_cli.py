@@ -243,6 +243,8 @@ def test_arch_option(command, capsys):
         assert cli._demo_out(plain) == Path("runs/demo-cpu")
         other = "paper" if plain.global_arch == "coords" else "coords"
         assert cli._demo_out(get_profile("cpu", global_arch=other)) == Path(f"runs/demo-cpu-{other}")
+        centred = parser.parse_args([command, *argv, "--profile", "cpu", "--arch", "centred"])
+        assert cli._profile(centred).global_arch == "centred"  # the option (global_net.py) is reachable
 
 
 def test_pipeline_diagram_names_every_stage(tmp_path):
