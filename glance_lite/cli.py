@@ -14,7 +14,9 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .global_net import ARCHS
+
+# = global_net.ARCHS, spelled out so that --help does not import torch (tests/test_cli.py checks both)
+ARCHS = ("paper", "coords", "centred")
 
 DEFAULT_DATA = Path("data") / "synthetic"
 

@@ -245,6 +245,8 @@ def test_arch_option(command, capsys):
         assert cli._demo_out(get_profile("cpu", global_arch=other)) == Path(f"runs/demo-cpu-{other}")
         centred = parser.parse_args([command, *argv, "--profile", "cpu", "--arch", "centred"])
         assert cli._profile(centred).global_arch == "centred"  # the option (global_net.py) is reachable
+        from glance_lite.global_net import ARCHS
+        assert cli.ARCHS == ARCHS  # the CLI's torch-free copy of the architectures
 
 
 def test_pipeline_diagram_names_every_stage(tmp_path):
