@@ -82,7 +82,7 @@ def centre_on_hole(x: torch.Tensor, m: torch.Tensor, centres: torch.Tensor
     cols = (first[:, 1:] + pad + ar)[:, None, :]                # (B,1,n)
     bi = torch.arange(b, device=x.device).view(-1, 1, 1)
     # plain advanced indexing (not a view of unfold): its backward scatters into a map the size
-    # of xp, where indexing an unfolded view would allocate all (n+2p-n+1)^2 windows
+    # of xp, where indexing a view of unfold would allocate a gradient for all (2 pad + 1)^2 windows
     take = lambda t: t.permute(0, 2, 3, 1)[bi, rows, cols].permute(0, 3, 1, 2)  # noqa: E731
     return take(xp), take(mp), first.to(x.dtype)
 
