@@ -119,7 +119,9 @@ def features_at(net: GlobalNet, images: torch.Tensor, base: torch.Tensor, img_id
         idx_r = (o0[:, :1] + ar[:n])[:, :, None]
         idx_c = (o0[:, 1:] + ar[:n])[:, None, :]
         m12[torch.arange(len(top_left), device=dev).view(-1, 1, 1), 0, idx_r, idx_c] = steps[-1][1].mask[:, 0]
-        plan = [MaskStep(m12, m12)] * FRONT + GlobalNet.mask_plan(m12, start=FRONT)  # only .mask of [FRONT-1] is read
+        # only .mask of [FRONT-1] is read; "centred" plans its moved map itself (GlobalNet.back)
+        later = [] if net.arch == "centred" else GlobalNet.mask_plan(m12, start=FRONT)
+        plan = [MaskStep(m12, m12)] * FRONT + later
     win, _ = front(net, gather_windows(images, img_idx, STRIDE * o0, crop), steps[0][0], steps)
     feat = base[img_idx].clone()
     ar = torch.arange(n, device=dev)
