@@ -74,17 +74,16 @@ def centre_on_hole(x: torch.Tensor, m: torch.Tensor, centres: torch.Tensor
     b, n = x.shape[0], x.shape[-1]
     o = torch.round((centres - L12_CENTRE) / L12_STRIDE).long().clamp(0, n - 1)
     first = o - n // 2                                          # in [-n//2, n - 1 - n//2]
-    pad = n // 2 + 1
-    xp = F.pad(x, (pad,) * 4)
-    mp = F.pad(m.expand(b, -1, -1, -1), (pad,) * 4)
-    ar = torch.arange(n, device=x.device)
-    rows = (first[:, :1] + pad + ar)[:, :, None]                # (B,n,1) rows of the padded map
-    cols = (first[:, 1:] + pad + ar)[:, None, :]                # (B,1,n)
+    idx = first[:, :, None] + torch.arange(n, device=x.device)  # (B,2,n) rows / cols of the map
+    inside = ((idx >= 0) & (idx < n)).to(x.dtype)
+    valid = (inside[:, 0, :, None] * inside[:, 1, None, :]).unsqueeze(1)  # (B,1,n,n)
+    idx = idx.clamp(0, n - 1)             # outside the image: any location, zeroed by `valid`
+    rows, cols = idx[:, 0, :, None], idx[:, 1, None, :]
     bi = torch.arange(b, device=x.device).view(-1, 1, 1)
-    # plain advanced indexing (not a view of unfold): its backward scatters into a map the size
-    # of xp, where indexing a view of unfold would allocate a gradient for all (2 pad + 1)^2 windows
+    # plain advanced indexing of the map itself: its backward scatters into a (B,C,n,n) map
+    # (not a padded one, nor all (2n)^2 windows of an unfold view: 4x and 10 GB more memory)
     take = lambda t: t.permute(0, 2, 3, 1)[bi, rows, cols].permute(0, 3, 1, 2)  # noqa: E731
-    return take(xp), take(mp), first.to(x.dtype)
+    return take(x) * valid, take(m.expand(b, -1, -1, -1)) * valid, first.to(x.dtype)
 
 
 def check_arch(arch: str) -> str:
