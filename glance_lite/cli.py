@@ -35,8 +35,8 @@ def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--arch", choices=ARCHS, default=None,
                    help="Global-Net architecture: paper = supp. Tab. 2 exactly; coords = ours, with the "
-                        "hole's position (default of the smoke/cpu/colab profiles); centred = coords run on a "
-                        "hole-centred map")
+                        "hole's position; centred = coords run on a hole-centred map (default of the "
+                        "smoke/cpu/colab profiles)")
     if teacher:
         p.add_argument("--teacher", default="auto",
                        help="auto (default): the profile's teacher (smoke: random, others: imagenet), "

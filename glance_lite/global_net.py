@@ -8,7 +8,7 @@ a partial convolution (Eq. 5), so the hole's pixels cannot reach Z_g ("no peekin
       -PConv1_1 3x3/2,32-> 30 -PConv1_2 3x3,32-> 28 -PConv2_1 3x3/2,64-> 13 -PConv2_2 3x3,64-> 11
       -PConv3_1 3x3/2,128-> 5 -PConv3_2 3x3,128-> 3 -PConv4 3x3,128-> 1      (ReLU between)
 
-Two architectures (`arch`):
+Three architectures (`arch`):
 
 * ``"paper"`` - supp. Tab. 2 exactly, as drawn above.
 * ``"coords"`` - our deviation (measured in benchmarks/accuracy.py, chapter 4 of the book).
@@ -26,7 +26,7 @@ Two architectures (`arch`):
   The hole's centre is computed from the mask M0 alone (the mean position of its zeros), so
   the no-peeking property is unchanged (tests/test_architecture.py checks every architecture).
 * ``"centred"`` - "coords" with layers 2_1 .. 4 run on a hole-centred window (our second
-  deviation, measured side by side with "coords" in the README). Tab. 2 ends in a 1x1 output
+  deviation and the short profiles' default, measured side by side with "coords" in the README). Tab. 2 ends in a 1x1 output
   whose 3x3 kernels weigh *image* positions: to use "the dot 48 px right of the hole" the
   network must learn that conjunction for every hole position anew. "centred" moves layer
   1_2's 28x28 map so that the hole's location lies at its middle (locations outside the image

@@ -7,7 +7,7 @@
 
 The short profiles (smoke, cpu, colab) take a few to a few thousand steps instead of 200K, so
 they train Global-Net our way (`SHORT` below; context_train.py, README "Global-Net: the paper's
-recipe and ours"): the "coords" architecture, standardised targets, many holes per image, a
+recipe and ours"): the "centred" architecture, standardised targets, many holes per image, a
 warm-up + cosine schedule, larger learning rates for Global-Net (1e-3) and the DAD head (1e-3;
 the paper's 1e-5 barely moves the head in 1000 steps: its loss stays at ln 2), the hardest holes
 weighted up early and real patches from elsewhere as DAD negatives, and the whitened,
@@ -104,11 +104,11 @@ class Profile:
 # negatives that are real patches of another place of the same image (context_step). Together,
 # fabric PRO 0.747 -> 0.911 (seed 1: 0.645 -> 0.853; missing dots 0.356 -> 0.957), so s_DAD
 # helps there instead of costing; see the README for every set.
-# global_arch="centred" (global_net.py: layers 2_1.. on a hole-centred window) is an option, not yet
-# the default: same Local-Nets, fabric R^2 0.653 / 0.732 -> 0.879 / 0.849 (PRO 0.743 / 0.886 ->
+# global_arch="centred" (global_net.py: layers 2_1.. on a hole-centred window; "coords" before
+# 1 Dec 2026): same Local-Nets, fabric R^2 0.653 / 0.732 -> 0.879 / 0.849 (PRO 0.743 / 0.886 ->
 # 0.894 / 0.8999; coords sat on the constant guess for 400 steps on seed 0), circuit 0.869 -> 0.897,
-# about 40 % more time per Global-Net step; README "Measured results".
-SHORT = dict(global_arch="coords", standardize=True, holes_per_image=16, lr_warmup=0.1, whiten_iad=True,
+# magnetic tiles seed 0 PRO 0.589 -> 0.597; README "Measured results" has both side by side.
+SHORT = dict(global_arch="centred", standardize=True, holes_per_image=16, lr_warmup=0.1, whiten_iad=True,
              nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2,
              context_shift=8, hard_holes_gamma=0.5, hard_holes_until=0.5, mismatch_negatives=1.0)
 

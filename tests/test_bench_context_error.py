@@ -29,6 +29,8 @@ def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, c
     follow = out.split("patches near a dot): ")[1].splitlines()[0]
     assert [x.rsplit(" ", 1)[0] for x in follow.split(", ")] == ["ink", "lattice +24 px", "lattice +4 px"]
     assert all(float(x.rsplit(" ", 1)[1]) <= 1.0 for x in follow.split(", "))
+    sizes = out.split("there: ")[1].splitlines()[0].split(", ")
+    assert [x.split(" ")[0] for x in sizes] == ["ink", "lattice", "lattice"] and all(" vs " in x for x in sizes)
 
 
 def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypatch, load_benchmark):
@@ -49,4 +51,6 @@ def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypa
                               for r, c in grid_.top_left.tolist()], dim=1)  # (N, K*K, 3)
             return zl, (zl if copy else torch.zeros_like(zl))
         monkeypatch.setattr(mod, "patch_features", fake)
-        assert abs(mod.follows(Model(), layouts, mod.CHANGES["lattice +24 px"], grid, cv) - want) < 1e-6
+        share, change, err = mod.follows(Model(), layouts, mod.CHANGES["lattice +24 px"], grid, cv)
+        assert abs(share - want) < 1e-6 and change > 0
+        assert err == 0 if copy else err > 0  # a copy of Local-Net has no error; zero has
