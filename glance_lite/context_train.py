@@ -39,6 +39,7 @@ from torch import nn
 from .fast_global import features_at, hole_free_front, window_side
 from .diagnostics import r2
 from .fast_local import grid_local_features
+from .heads import dad_score
 from .losses import joint_loss
 from .patches import PatchGrid, crop
 from .scoring import patch_features
@@ -215,21 +216,28 @@ def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, whiten: bool = True,
                        bank: bool = False, max_whiten_images: int = 40, max_bank_images: int = 400,
-                       chunk: int = 48, batch_images: int = 16) -> None:
+                       chunk: int = 48, batch_images: int = 16, dad: bool = False) -> None:
     """After training: residuals Z_l - Z_g of training images `(N,3,S,S)` at every patch of the
     scoring grid -> model.whitener fitted on up to `max_whiten_images` of them (evenly spaced),
-    and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`."""
+    and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`
+    (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py)."""
     n = len(images)
     pick_w = torch.linspace(0, n - 1, min(max_whiten_images, n)).round().long().unique()
     pick_b = torch.linspace(0, n - 1, min(max_bank_images, n)).round().long().unique() if bank else pick_w
     use = torch.unique(torch.cat([pick_w, pick_b]))
     model.eval()
-    res = []
+    res, s_dad = [], []
+    dev = next(model.head.parameters()).device
     for part in use.split(batch_images):
         z_l, z_g = patch_features(model.local_net, model.global_net, images[part], grid, chunk)
-        res.append(model.scaler(z_l) - z_g)
+        z_l = model.scaler(z_l)
+        res.append(z_l - z_g)
+        if dad:
+            s_dad.append(dad_score(model.head, z_l.flatten(0, 1).to(dev), z_g.flatten(0, 1).to(dev))
+                         .float().cpu().view(z_l.shape[:2]))
     res = torch.cat(res)                                   # (len(use), K*K, 128)
     if whiten:
         model.whitener.fit(res[torch.isin(use, pick_w)])
     if bank:
-        model.bank.fit(model.whitener(res[torch.isin(use, pick_b)]))
+        in_bank = torch.isin(use, pick_b)
+        model.bank.fit(model.whitener(res[in_bank]), torch.cat(s_dad)[in_bank] if dad else None)

@@ -19,6 +19,13 @@ with its context like this?". With a bank holding only the zero residual, it is 
 of the whitened Eq. 11 (the root keeps the score in the feature's units, which the IDW map
 blends better next to s_DAD in [0, 1]; benchmarks/accuracy.py).
 
+Our option for Eq. 12 (`ResidualBank.dad`, `Profile.calibrate_dad`): s_DAD minus the s_DAD of the
+normal training patch whose residual is the nearest bank entry, floored at 0. Like s_IAD, s_DAD is
+high on some normal patches (where Global-Net's prediction is vague, e.g. a fabric dot at the edge
+of the patch: mean s_DAD 0.43 at 12-16 px from a dot against 0.16 far from dots), and λs = 0.8
+adds that to every such normal patch. The calibrated score asks "does this patch look more
+distorted than the normal patch that disagrees with its context most like it?"
+
 DAD head (Eq. 8 and 12, supplementary Tab. 3): a small classifier C on [Z*, Z_g] (256-d):
     FC 256->128, LeakyReLU(1e-2), FC 128->2, LeakyReLU(1e-2), Softmax.
 
@@ -45,13 +52,20 @@ def iad_score(z_l: torch.Tensor, z_g: torch.Tensor, whitener: "ResidualWhitener 
     """Eq. 7 / Eq. 11: `(B,n), (B,n) -> (B,)` mean squared difference per sample (of the
     whitened residual when a fitted `whitener` is given); with a fitted `bank`, the RMS distance
     of the (whitened) residual to the nearest normal residual instead (our option, above)."""
+    return iad_and_neighbour(z_l, z_g, whitener, bank)[0]
+
+
+def iad_and_neighbour(z_l: torch.Tensor, z_g: torch.Tensor, whitener: "ResidualWhitener | None" = None,
+                      bank: "ResidualBank | None" = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`iad_score` `(B,)` and, with a fitted `bank`, the index `(B,)` of the nearest bank residual
+    (else None): the neighbour `ResidualBank.calibrate` takes s_DAD's baseline from."""
     if z_l.shape != z_g.shape:
         raise ValueError(f"local and global features differ in shape: {tuple(z_l.shape)} vs {tuple(z_g.shape)}")
     r = z_l - z_g
     r = r if whitener is None else whitener(r)
     if bank is not None and len(bank):
-        return bank(r)
-    return r.pow(2).mean(dim=1)
+        return bank.search(r)
+    return r.pow(2).mean(dim=1), None
 
 
 # Shrinkage of the residual covariance towards its mean variance. Without it (1e-3) the
@@ -86,20 +100,36 @@ class ResidualWhitener(nn.Module):
 
 class ResidualBank(nn.Module):
     """The b_j of our nearest-residual Eq. 11 (above): (whitened) residuals of normal training
-    patches `(M, n)`, kept in float16 (saved with the model); empty until fitted."""
+    patches `(M, n)`, kept in float16 (saved with the model); empty until fitted. With our
+    calibrated Eq. 12 (above), also each of those patches' s_DAD `(M,)` (`dad`; else empty)."""
 
     def __init__(self, dim: int = 128):
         super().__init__()
         self.register_buffer("residuals", torch.zeros(0, dim, dtype=torch.float16))
+        self.register_buffer("dad", torch.zeros(0, dtype=torch.float16))
 
     def __len__(self) -> int:
         return self.residuals.shape[0]
 
     @torch.no_grad()
-    def fit(self, residuals: torch.Tensor) -> "ResidualBank":
-        """Store `(..., n)` residuals (flattened to `(M, n)`)."""
+    def fit(self, residuals: torch.Tensor, dad: torch.Tensor | None = None) -> "ResidualBank":
+        """Store `(..., n)` residuals (flattened to `(M, n)`) and, optionally, the s_DAD `(...)`
+        of the same patches (for `calibrate`)."""
         self.residuals = residuals.reshape(-1, residuals.shape[-1]).to(torch.float16).contiguous()
+        if dad is not None and dad.numel() != len(self):
+            raise ValueError(f"{dad.numel()} s_DAD values for {len(self)} bank residuals; expected one per residual")
+        self.dad = (torch.zeros(0) if dad is None else dad.reshape(-1)).to(torch.float16)
         return self
+
+    @property
+    def calibrates_dad(self) -> bool:
+        return len(self) > 0 and self.dad.numel() == len(self)
+
+    @torch.no_grad()
+    def search(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residuals `(B, n)` -> (RMS distance to the nearest bank residual `(B,)`, its index `(B,)`)."""
+        d, idx = nearest_distances(r, self.residuals, return_index=True)
+        return d / r.shape[-1] ** 0.5, idx
 
     @torch.no_grad()
     def forward(self, r: torch.Tensor) -> torch.Tensor:
@@ -107,10 +137,15 @@ class ResidualBank(nn.Module):
         nearest-neighbour search as the local-only baseline)."""
         return nearest_distances(r, self.residuals) / r.shape[-1] ** 0.5
 
+    @torch.no_grad()
+    def calibrate(self, s_dad: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Our calibrated Eq. 12: s_DAD `(B,)` minus the s_DAD of bank entry idx `(B,)`, floored at 0."""
+        return (s_dad - self.dad[idx].to(s_dad.device, s_dad.dtype)).clamp(min=0)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "residuals"
-        if key in state_dict:  # the bank's size is the saved one's
-            self.residuals = torch.empty_like(state_dict[key])
+        for name in ("residuals", "dad"):  # the bank's size is the saved one's
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -61,6 +61,8 @@ class Profile:
     dad_holes: int = 32         # holes a step that also train the DAD head (holes_per_image > 0)
     whiten_iad: bool = False    # our whitened Eq. 11 (heads.ResidualWhitener), fitted after training
     nearest_iad: bool = False   # our nearest-residual Eq. 11 (heads.ResidualBank), filled after training
+    calibrate_dad: bool = False  # our calibrated Eq. 12: s_DAD minus that of the nearest bank residual's
+                                 # training patch (heads.ResidualBank.calibrate); needs nearest_iad
     lr_warmup: float = 0.0      # fraction of train_steps with a linear warm-up, then cosine decay;
                                 # 0: constant learning rates (paper)
     stain_radius: tuple = (2.0, 0.0)  # radius range of the DAD negatives' stain in px (0: P/5);
@@ -159,6 +161,9 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     prof = replace(PROFILES[resolve_name(name)], **overrides)
     if prof.global_arch not in ARCHS:
         raise ValueError(f"unknown Global-Net architecture {prof.global_arch!r}; expected one of {', '.join(ARCHS)}")
+    if prof.calibrate_dad and not prof.nearest_iad:
+        raise ValueError("calibrate_dad=True needs nearest_iad=True (s_DAD's baseline comes from the "
+                         "nearest bank residual); set both or neither")
     for name, lo, hi in (("mismatch_negatives", 0.0, 1.0), ("hard_holes_until", 0.0, 1.0),
                          ("hard_holes_gamma", 0.0, float("inf"))):
         value = getattr(prof, name)

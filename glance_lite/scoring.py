@@ -31,7 +31,7 @@ import torch
 from .fast_global import global_features_holes, hole_free_front
 from .fast_local import grid_local_features
 from .global_net import GlobalNet
-from .heads import DADHead, ResidualBank, ResidualWhitener, dad_score, iad_score
+from .heads import DADHead, ResidualBank, ResidualWhitener, dad_score, iad_and_neighbour
 from .idw import idw_maps
 from .local_net import LocalNet
 from .partial_conv import MaskStep
@@ -113,12 +113,15 @@ def head_scores(head: DADHead, z_l: torch.Tensor, z_g: torch.Tensor,
                 bank: ResidualBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(s_IAD, s_DAD) of Eq. 11-12 for features `(..., 128)` -> two tensors of shape `(...)`.
     whitener, bank: the model's `ResidualWhitener` and `ResidualBank` (heads.py) for our
-    whitened / nearest-residual Eq. 11."""
+    whitened / nearest-residual Eq. 11 (and, when the bank holds s_DAD values, our calibrated
+    Eq. 12: `ResidualBank.calibrate`)."""
     shape = z_l.shape[:-1]
     dev = next(head.parameters()).device
     zl, zg = z_l.reshape(-1, z_l.shape[-1]), z_g.reshape(-1, z_g.shape[-1])
-    s_iad = iad_score(zl, zg, whitener, bank)
+    s_iad, nearest = iad_and_neighbour(zl, zg, whitener, bank)
     s_dad = dad_score(head, zl.to(dev), zg.to(dev)).float().cpu()
+    if bank is not None and bank.calibrates_dad:
+        s_dad = bank.calibrate(s_dad, nearest.cpu())
     return s_iad.view(shape), s_dad.view(shape)
 
 

@@ -287,8 +287,9 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
                                                   "optim": None})
     if until == "finetune":
         return run_dir / "local.pt"
-    if prof.whiten_iad or prof.nearest_iad:  # our Eq. 11 options (heads.py), from training patches
+    if prof.whiten_iad or prof.nearest_iad:  # our Eq. 11 / 12 options (heads.py), from training patches
         fit_residual_model(model, images["train"], PatchGrid(per_side=prof.grid_per_side),
-                           whiten=prof.whiten_iad, bank=prof.nearest_iad, chunk=prof.score_chunk)
+                           whiten=prof.whiten_iad, bank=prof.nearest_iad, chunk=prof.score_chunk,
+                           dad=prof.calibrate_dad)
     save_model(run_dir / "glance.pt", model.cpu(), config)
     return run_dir / "glance.pt"

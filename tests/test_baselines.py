@@ -48,6 +48,15 @@ def test_nearest_distances_match_a_direct_computation():
     assert torch.allclose(nearest_distances(q, bank, max_chunk_bytes=4 * 11 * 3), want)
 
 
+def test_nearest_distances_index_is_the_nearest_row_across_bank_blocks():
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(40, 3, generator=g), torch.randn(20000, 3, generator=g)  # 2 blocks of 16384
+    d, idx = nearest_distances(q, bank, max_chunk_bytes=4 * 16384 * 7, return_index=True)
+    want = torch.cdist(q, bank).min(dim=1)
+    assert torch.allclose(d, want.values, atol=1e-4) and torch.equal(idx, want.indices)
+    assert (idx >= 16384).any()  # some nearest rows lie in the second block
+
+
 def test_memory_bank_guard_raises_before_building():
     with pytest.raises(ValueError, match=r"GiB.*max_bank_bytes"):
         check_bank_size(10_000, 384, limit=1_000_000, what="NNS memory bank")

@@ -249,6 +249,39 @@ def test_residual_bank_saves_and_loads_with_its_size(tmp_path):
     assert torch.equal(back.bank.residuals, m.bank.residuals)
 
 
+def test_calibrated_dad_subtracts_the_nearest_normal_patchs_s_dad(tmp_path):
+    from glance_lite.heads import ResidualBank
+    from glance_lite.model import Glance, load_model, save_model
+    from glance_lite.scoring import head_scores
+    bank = ResidualBank().fit(torch.eye(4, 128) * 5)
+    assert not bank.calibrates_dad  # no s_DAD stored: Eq. 12 unchanged
+    with pytest.raises(ValueError, match="3 s_DAD values for 4 bank residuals"):
+        bank.fit(torch.eye(4, 128), torch.zeros(3))
+    bank.fit(torch.eye(4, 128) * 5, torch.tensor([0.1, 0.2, 0.3, 0.9]))
+    assert bank.calibrates_dad
+    d, idx = bank.search(torch.eye(4, 128)[[3, 0]] * 5 + 0.01)
+    assert idx.tolist() == [3, 0] and d.max() < 0.05
+    got = bank.calibrate(torch.tensor([0.5, 0.5]), idx)
+    assert torch.allclose(got, torch.tensor([0.0, 0.4]), atol=1e-3)  # 0.5 - 0.9 floored at 0; 0.5 - 0.1
+    m = Glance(arch="centred")
+    z_l, z_g = torch.randn(2, 6, 128), torch.zeros(2, 6, 128)
+    plain = head_scores(m.head, z_l, z_g, bank=ResidualBank().fit(torch.randn(10, 128)))[1]
+    m.bank.fit(torch.randn(10, 128), torch.rand(10))
+    s_iad, s_dad = head_scores(m.head, z_l, z_g, bank=m.bank)
+    _, idx = m.bank.search(z_l.flatten(0, 1))
+    assert torch.allclose(s_dad.flatten(), (plain.flatten() - m.bank.dad[idx].float()).clamp(min=0), atol=1e-6)
+    save_model(tmp_path / "g.pt", m, {"profile": {"global_arch": "centred"}})
+    back, _ = load_model(tmp_path / "g.pt")
+    assert back.bank.calibrates_dad and torch.equal(back.bank.dad, m.bank.dad)
+
+
+def test_calibrate_dad_needs_the_bank():
+    from glance_lite.profiles import get_profile
+    with pytest.raises(ValueError, match="calibrate_dad=True needs nearest_iad=True"):
+        get_profile("cpu", calibrate_dad=True, nearest_iad=False)
+    assert get_profile("cpu", calibrate_dad=True).calibrate_dad
+
+
 def test_fit_residual_model_fills_whitener_and_bank():
     from glance_lite.context_train import fit_residual_model
     from glance_lite.model import Glance
@@ -263,6 +296,10 @@ def test_fit_residual_model_fills_whitener_and_bank():
     m2 = Glance(arch="coords")
     fit_residual_model(m2, images, grid, whiten=False, bank=False)
     assert len(m2.bank) == 0 and torch.equal(m2.whitener.matrix, torch.eye(128))
+    assert not m.bank.calibrates_dad
+    fit_residual_model(m2, images, grid, whiten=True, bank=True, max_whiten_images=2, dad=True)
+    assert m2.bank.calibrates_dad and m2.bank.dad.shape == (3 * grid.n_patches,)
+    assert 0 <= m2.bank.dad.min() and m2.bank.dad.max() <= 1  # s_DAD is a probability
 
 
 def test_centred_window_follows_the_hole():
