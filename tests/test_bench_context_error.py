@@ -31,6 +31,18 @@ def test_context_error_prints_ceiling_and_distance_bands(synth_root, tmp_path, c
     assert all(float(x.rsplit(" ", 1)[1]) <= 1.0 for x in follow.split(", "))
     sizes = out.split("there: ")[1].splitlines()[0].split(", ")
     assert [x.split(" ")[0] for x in sizes] == ["ink", "lattice", "lattice"] and all(" vs " in x for x in sizes)
+    probes = out.split("chance 0.33): ")[1].splitlines()[0].split(", ")
+    assert [x.rsplit(" ", 1)[0] for x in probes] == ["Z_l", "Z_g", "layer 1_2"]
+    assert all(0.0 <= float(x.rsplit(" ", 1)[1]) <= 1.0 for x in probes)
+
+
+def test_probe_reads_a_label_that_is_in_the_features_and_not_one_that_is_not(load_benchmark):
+    mod = load_benchmark("context_error")
+    rng = np.random.default_rng(0)
+    y, groups = np.tile([0, 1, 2], 40), np.repeat(np.arange(8), 15)
+    informative = np.eye(3)[y] + 0.1 * rng.normal(size=(120, 3))
+    assert mod.probe(informative, y, groups) > 0.95
+    assert mod.probe(rng.normal(size=(120, 3)), y, groups) < 0.6
 
 
 def test_follows_is_one_for_a_copy_of_local_net_and_zero_for_a_constant(monkeypatch, load_benchmark):
