@@ -52,11 +52,9 @@ def leave_one_out(r: torch.Tensor) -> torch.Tensor:
                         for i in range(len(r))])
 
 
-def nearest_index(queries: torch.Tensor, bank: torch.Tensor, rows: int = 2048) -> torch.Tensor:
-    """Index of the nearest bank row `(M,D)` for each query `(Q,D)` -> `(Q,)` (blocks of `rows` queries)."""
-    bank = bank.float()
-    b2 = bank.pow(2).sum(1)
-    return torch.cat([(b2 - 2 * q.float() @ bank.T).argmin(1) for q in queries.split(rows)])
+def nearest_index(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest bank row `(M,D)` for each query `(Q,D)` -> `(Q,)`."""
+    return nearest_distances(queries, bank, return_index=True)[1]
 
 
 def variants(model, z_tr: tuple, z_te: tuple, lambda_s: float) -> dict:
