@@ -69,11 +69,13 @@ def add_stains(patches: torch.Tensor, generator: torch.Generator | None = None,
 
 
 def context_stains(images: torch.Tensor, max_stains: int, generator: torch.Generator | None = None,
-                   min_radius: float = 6.0, max_radius: float = 24.0) -> torch.Tensor:
+                   min_radius: float = 6.0, max_radius: float = 24.0, grey: bool = False) -> torch.Tensor:
     """Paint 0..max_stains random stains (each count equally likely) on every image `(B,3,S,S)`
     in [0,1] -> `(B,3,S,S)`. Our training-time corruption of Global-Net's *context* (context_train.py):
     the targets stay the clean patches' features, so Global-Net learns to predict a patch from
-    surroundings that may themselves hold a defect."""
+    surroundings that may themselves hold a defect. grey=True: each stain one random grey level
+    (an experiment, benchmarks/grey_context_stains.py: random colours seem to teach Global-Net
+    to discard colour)."""
     b, _, size, _ = images.shape
     if max_stains <= 0:
         return images
@@ -82,7 +84,7 @@ def context_stains(images: torch.Tensor, max_stains: int, generator: torch.Gener
                         max_radius=max_radius, device=dev).view(b, max_stains, 1, size, size)
     count = torch.randint(0, max_stains + 1, (b, 1), generator=generator).to(dev)
     active = (torch.arange(max_stains, device=dev)[None] < count).float()           # (B, max_stains)
-    colour = torch.rand(b, max_stains, 3, 1, 1, generator=generator).to(dev)
+    colour = torch.rand(b, max_stains, 1 if grey else 3, 1, 1, generator=generator).to(dev).expand(-1, -1, 3, -1, -1)
     opacity = 0.5 + 0.5 * torch.rand(b, max_stains, 1, 1, 1, generator=generator).to(dev)
     out = images
     for k in range(max_stains):

@@ -103,6 +103,11 @@ def test_context_stains_corrupt_some_images_reproducibly():
     assert 0 < changed.sum() < len(images)                           # some clean, some stained
     area = ((a - images).abs().sum(1) > 1e-6).float().mean(dim=(1, 2))
     assert (area[changed] < 0.5).all()                               # stains, not new images
+    black = torch.zeros(32, 3, 64, 64)
+    grey = context_stains(black, 2, torch.Generator().manual_seed(1), 4, 10, grey=True)
+    assert grey.abs().sum() > 0 and torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    colour = context_stains(black, 2, torch.Generator().manual_seed(1), 4, 10)
+    assert not torch.equal(colour[:, 0], colour[:, 1])               # the default paints colours
 
 
 def test_patch_on_defect_lands_inside_a_region_not_between_two():
