@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,10 @@ from glance_lite.data import load_mvtec
 from glance_lite.evaluate import evaluate
 from glance_lite.model import load_model, save_model
 from glance_lite.patches import PatchGrid
-from glance_lite.profiles import get_profile, parse_overrides, profile_from_config
+from glance_lite.profiles import get_profile, profile_from_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from global_phase import overrides  # noqa: E402  (the --set parsing and its one-line error)
 
 SCORING = ("whiten_iad", "nearest_iad", "calibrate_dad", "lambda_s", "grid_per_side", "idw_power", "score_chunk")
 
@@ -41,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.src / 'glance.pt'} not found: SRC_RUN must be a finished run")
     if args.dst.resolve() == args.src.resolve():
         raise SystemExit("DST_RUN must differ from SRC_RUN (its glance.pt is rewritten)")
-    try:
-        changes = parse_overrides(args.set)
-    except ValueError as e:
-        raise SystemExit(f"--set {e}") from None
+    changes = overrides(args.set)
     training = sorted(set(changes) - set(SCORING))
     if training:
         raise SystemExit(f"--set {', '.join(training)}: not a scoring field (use one of {', '.join(SCORING)}; "
