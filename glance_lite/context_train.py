@@ -164,14 +164,16 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
                  g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
                  device: torch.device, stains: dict | None = None,
                  n_context_stains: int = 0, max_shift: int = 0,
-                 mismatch: float = 0.0, hard_gamma: float = 0.0) -> tuple[torch.Tensor, dict]:
+                 mismatch: float = 0.0, hard_gamma: float = 0.0,
+                 grey_stains: bool = False) -> tuple[torch.Tensor, dict]:
     """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
 
     images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
     Uses model.local_net (frozen), model.global_net, model.head and model.scaler; `stains`:
     keyword arguments of stains.add_stains (`Profile.stain_kwargs()`); `n_context_stains` > 0:
     Global-Net sees each image with up to that many random stains (stains.context_stains) while
-    its targets stay the clean patches' features; `max_shift` > 0: each image is shifted by up to
+    its targets stay the clean patches' features (`grey_stains`: each stain one grey level, our
+    measured choice, `Profile.context_stain_grey`); `max_shift` > 0: each image is shifted by up to
     that many pixels (`shifted_holes`); `mismatch`: share of the mismatch negatives (docstring above);
     `hard_gamma`: losses.joint_loss's weighting of the hardest holes.
     """
@@ -185,7 +187,7 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     img_idx = torch.arange(n_images).repeat_interleave(holes)
     z_l = model.scaler(targets[idx[:, None], pick].view(-1, targets.shape[-1]).float().to(device))
     src = positions[pick].view(-1, 2)                     # where the hole's patch is in images[idx]
-    imgs = normalize(context_stains(imgs, n_context_stains, g).to(device))
+    imgs = normalize(context_stains(imgs, n_context_stains, g, grey=grey_stains).to(device))
     base = hole_free_front(model.global_net, imgs)
     z_g = features_at(model.global_net, imgs, base, img_idx.to(device), tl.to(device), 33,
                       window_side(33))

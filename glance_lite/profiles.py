@@ -69,6 +69,8 @@ class Profile:
     stain_min_opacity: float = 0.5    # the paper says "small" only (stains.py)
     context_stains: int = 0     # > 0: Global-Net's input images get up to that many random stains
                                 # while its targets stay clean (stains.context_stains); 0: paper
+    context_stain_grey: bool = False  # True: each context stain one grey level instead of a random
+                                # colour (random colours taught Global-Net to ignore colour: fabric's ink)
     context_shift: int = 0      # > 0: Global-Net's input images move by up to that many px
                                 # (context_train.shifted_holes); 0: paper
     shift_below_layout_r2: float = 0.5  # ... but only when the layout varies: the per-position mean

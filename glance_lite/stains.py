@@ -74,8 +74,8 @@ def context_stains(images: torch.Tensor, max_stains: int, generator: torch.Gener
     in [0,1] -> `(B,3,S,S)`. Our training-time corruption of Global-Net's *context* (context_train.py):
     the targets stay the clean patches' features, so Global-Net learns to predict a patch from
     surroundings that may themselves hold a defect. grey=True: each stain one random grey level
-    (an experiment, benchmarks/grey_context_stains.py: random colours seem to teach Global-Net
-    to discard colour)."""
+    (`Profile.context_stain_grey`; benchmarks/grey_context_stains.py: random colours teach
+    Global-Net to discard colour, fabric's wrong-ink dots)."""
     b, _, size, _ = images.shape
     if max_stains <= 0:
         return images

@@ -77,7 +77,8 @@ def global_step(model: Glance, images: torch.Tensor, batch: int, g: torch.Genera
     if prof.holes_per_image:
         return context_step(model, images, ctx["targets"], ctx["positions"], g, batch,
                             prof.holes_per_image, prof.dad_holes, prof.lambda_t, device, prof.stain_kwargs(),
-                            prof.context_stains, ctx["shift"], prof.mismatch_negatives, hard_gamma(prof, step))
+                            prof.context_stains, ctx["shift"], prof.mismatch_negatives, hard_gamma(prof, step),
+                            prof.context_stain_grey)
     idx = torch.randint(0, images.shape[0], (batch,), generator=g)
     size = images.shape[-1]
     tl = random_top_left(batch, size, 33, generator=g)

@@ -331,3 +331,37 @@ def test_centre_on_hole_puts_the_hole_in_the_middle_and_masks_the_outside():
     assert mw[0, 0, :, :11].sum() == 0 and mw[0, 0, :22, 11:].all()  # 11 columns left of the image
     assert mw[0, 0, 22:].sum() == 0                                   # and 6 rows below it
     assert mw[1, 0, :14].sum() == 0 and mw[1, 0, :, 15:].sum() == 0  # above / right of the image
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_global_step_passes_the_profiles_context_stain_colour(monkeypatch, grey):
+    """Profile.context_stain_grey reaches stains.context_stains through train.global_step, and
+    decides whether Global-Net's input gets grey or coloured stains."""
+    import glance_lite.context_train as ct
+    from glance_lite.train import global_step
+    seen = []
+
+    def spy(images, n, g=None, **kw):
+        out = ct_stains(images, n, g, **kw)
+        seen.append((kw.get("grey"), out - images))
+        return out
+    ct_stains = ct.context_stains
+    monkeypatch.setattr(ct, "context_stains", spy)
+    prof = get_profile("smoke", context_stains=4, context_stain_grey=grey, context_shift=0)
+    model = Glance(arch=prof.global_arch)
+    model.local_net.requires_grad_(False)
+    imgs = torch.full((2, 3, 256, 256), 0.5)
+    imgs[:, 0] = 0.2                                                   # a coloured image
+    pos = lattice(stride=32)
+    tg = local_targets(model.local_net, imgs, pos)
+    model.scaler.fit(tg.float())
+    ctx = {"targets": tg, "positions": pos, "shift": 0}
+    for s in range(6):                                                 # until some stain is drawn
+        global_step(model, imgs, 2, step_generator(0, "t", s), prof, torch.device("cpu"), ctx, s)
+    assert seen and all(flag is grey for flag, _ in seen)
+    diff = torch.cat([d for _, d in seen])
+    painted = diff.abs().amax(1) > 1e-3                               # (B, S, S) stained pixels
+    assert painted.any()
+    # G and B start equal (0.5): a grey stain keeps them equal, a coloured one pulls them apart
+    final = (torch.cat([imgs] * (diff.shape[0] // 2)) + diff).permute(1, 0, 2, 3)[:, painted]
+    assert bool((final[1] - final[2]).abs().max() < 1e-5) == grey
