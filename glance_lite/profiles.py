@@ -112,9 +112,14 @@ class Profile:
 # 1 Dec 2026): same Local-Nets, fabric R^2 0.653 / 0.732 -> 0.879 / 0.849 (PRO 0.743 / 0.886 ->
 # 0.894 / 0.8999; coords sat on the constant guess for 400 steps on seed 0), circuit 0.869 -> 0.897,
 # magnetic tiles seed 0 PRO 0.589 -> 0.597; README "Measured results" has both side by side.
+# context_stain_grey and calibrate_dad (since 1 Dec 2026, both in one benchmark; README side by side):
+# random-colour context stains taught Global-Net to ignore colour (fabric's wrong-ink dots: ink read
+# from its layer 1_2 0.43, with grey stains 0.76); s_DAD minus that of the nearest normal residual's
+# patch takes out s_DAD's false alarms on hard normal patches (fabric, tire).
 SHORT = dict(global_arch="centred", standardize=True, holes_per_image=16, lr_warmup=0.1, whiten_iad=True,
-             nearest_iad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2,
-             context_shift=8, hard_holes_gamma=0.5, hard_holes_until=0.5, mismatch_negatives=1.0)
+             nearest_iad=True, calibrate_dad=True, stain_radius=(4.0, 8.0), stain_min_opacity=0.7,
+             context_stains=2, context_stain_grey=True, context_shift=8, hard_holes_gamma=0.5,
+             hard_holes_until=0.5, mismatch_negatives=1.0)
 
 PROFILES = {
     "smoke": Profile("smoke", distill_steps=3, distill_batch=8, finetune_steps=3, finetune_batch=8,

@@ -10,7 +10,8 @@ def test_runs_global_phase_with_grey_stains_and_restores_them(monkeypatch, load_
 
     def fake_main(argv):
         black = torch.zeros(16, 3, 32, 32)
-        out = ct.context_stains(black, 2, torch.Generator().manual_seed(0), 3, 6)
+        # as context_step calls it for a profile with colour stains: grey=False, still forced grey
+        out = ct.context_stains(black, 2, torch.Generator().manual_seed(0), 3, 6, grey=False)
         seen["grey"] = out.abs().sum() > 0 and torch.equal(out[:, 0], out[:, 2])
         seen["argv"] = argv
         return 0

@@ -25,14 +25,20 @@ def test_rescore_without_changes_repeats_the_run(smoke_run, synth_root, tmp_path
     assert torch.is_grad_enabled()
 
 
-def test_rescore_with_calibrated_dad_fills_the_bank(smoke_run, synth_root, tmp_path, load_benchmark):
-    dst = tmp_path / "d"
-    assert load_benchmark("rescore").main([str(smoke_run), str(dst), "--data", str(synth_root),
+def test_rescore_switches_the_calibrated_dad_off_and_on(smoke_run, synth_root, tmp_path, load_benchmark):
+    """The short profiles calibrate s_DAD (Profile.calibrate_dad); --set turns it off and on again."""
+    assert load_model(smoke_run / "glance.pt")[0].bank.calibrates_dad  # the default
+    off, on = tmp_path / "off", tmp_path / "on"
+    assert load_benchmark("rescore").main([str(smoke_run), str(off), "--data", str(synth_root),
+                                           "--category", "fabric", "--set", "calibrate_dad=False"]) == 0
+    model, config = load_model(off / "glance.pt")
+    assert not model.bank.calibrates_dad and config["profile"]["calibrate_dad"] is False
+    assert load_model(smoke_run / "glance.pt")[0].bank.calibrates_dad  # the source is untouched
+    assert load_benchmark("rescore").main([str(off), str(on), "--data", str(synth_root),
                                            "--category", "fabric", "--set", "calibrate_dad=True"]) == 0
-    model, config = load_model(dst / "glance.pt")
+    model, config = load_model(on / "glance.pt")
     assert model.bank.calibrates_dad and config["profile"]["calibrate_dad"] is True
-    assert not load_model(smoke_run / "glance.pt")[0].bank.calibrates_dad  # the source is untouched
-    assert (dst / "eval" / "metrics.json").is_file()
+    assert (on / "eval" / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize("item, message", [("train_steps=10", "train_steps: not a scoring field"),
