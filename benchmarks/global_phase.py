@@ -30,12 +30,18 @@ def overrides(items: list[str]) -> dict:
         raise SystemExit(f"--set {e}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments this script shares with rescore.py: SRC_RUN DST_RUN --data --category."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
     ap.add_argument("--data", required=True, type=Path, help="dataset root (MVTec layout)")
     ap.add_argument("--category", required=True)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = run_parser(__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="Profile overrides")

@@ -13,7 +13,6 @@ calibrate_dad, lambda_s, grid_per_side); a training field is refused.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,17 +27,13 @@ from glance_lite.patches import PatchGrid
 from glance_lite.profiles import get_profile, profile_from_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from global_phase import overrides  # noqa: E402  (the --set parsing and its one-line error)
+from global_phase import overrides, run_parser  # noqa: E402  (the --set parsing and its one-line error)
 
 SCORING = ("whiten_iad", "nearest_iad", "calibrate_dad", "lambda_s", "grid_per_side", "idw_power", "score_chunk")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("src", type=Path)
-    ap.add_argument("dst", type=Path)
-    ap.add_argument("--data", required=True, type=Path, help="dataset root (MVTec layout)")
-    ap.add_argument("--category", required=True)
+    ap = run_parser(__doc__.splitlines()[0])
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="scoring overrides")
     args = ap.parse_args(argv)
     if not (args.src / "glance.pt").is_file():
