@@ -9,7 +9,8 @@ bank fitted again from the training images under that profile (`context_train.fi
 as `train` does after its last step), and `evaluate`'s output in DST_RUN/eval. No network is
 trained: Local-Net, Global-Net and the DAD head are SRC_RUN's. Prints the seconds and one JSON
 line: PRO, PRO per defect type. Only the scoring fields make sense here (whiten_iad, nearest_iad,
-calibrate_dad, lambda_s, grid_per_side); a training field is refused.
+calibrate_dad, lambda_s, grid_per_side); a training field is refused. --amp: the autocast of the
+feature passes, bank fit included (devices.py; Local-Net stays float32, scoring.patch_features).
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from glance_lite.context_train import fit_residual_model
+from glance_lite.devices import AMP_CHOICES, amp_dtype_for
 from glance_lite.data import load_mvtec
 from glance_lite.evaluate import evaluate
 from glance_lite.model import load_model, save_model
@@ -35,6 +39,7 @@ SCORING = ("whiten_iad", "nearest_iad", "calibrate_dad", "lambda_s", "grid_per_s
 def main(argv: list[str] | None = None) -> int:
     ap = run_parser(__doc__.splitlines()[0])
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="scoring overrides")
+    ap.add_argument("--amp", choices=AMP_CHOICES, default="auto", help="autocast of the feature passes (devices.py)")
     args = ap.parse_args(argv)
     if not (args.src / "glance.pt").is_file():
         raise SystemExit(f"{args.src / 'glance.pt'} not found: SRC_RUN must be a finished run")
@@ -55,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     train = load_mvtec(args.data, args.category, "train")
     fit_residual_model(model, train.images, PatchGrid(per_side=prof.grid_per_side), whiten=prof.whiten_iad,
-                       bank=prof.nearest_iad, chunk=prof.score_chunk, dad=prof.calibrate_dad)
+                       bank=prof.nearest_iad, chunk=prof.score_chunk, dad=prof.calibrate_dad,
+                       amp_dtype=amp_dtype_for(torch.device("cpu"), args.amp))
+    t_fit = time.perf_counter() - t
     args.dst.mkdir(parents=True, exist_ok=True)
     save_model(args.dst / "glance.pt", model, {**config, "profile": prof.to_dict()})
-    ev = evaluate(args.dst, args.data, args.category, args.dst / "eval", figure=False)
-    print(f"re-fitted and evaluated in {time.perf_counter() - t:.0f} s", flush=True)
+    ev = evaluate(args.dst, args.data, args.category, args.dst / "eval", figure=False, device="cpu", amp=args.amp)
+    print(f"re-fitted in {t_fit:.0f} s and evaluated in {time.perf_counter() - t:.0f} s "
+          f"({ev['seconds_per_image']:.3f} s per test image, amp {ev['amp']})", flush=True)
     print(json.dumps({"pro": round(ev["pro"], 4), **{k: round(v["pro"], 3) for k, v in ev["per_defect"].items()}}))
     return 0
 

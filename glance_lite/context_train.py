@@ -218,11 +218,13 @@ def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, whiten: bool = True,
                        bank: bool = False, max_whiten_images: int = 40, max_bank_images: int = 400,
-                       chunk: int = 48, batch_images: int = 16, dad: bool = False) -> None:
+                       chunk: int = 48, batch_images: int = 16, dad: bool = False,
+                       amp_dtype: torch.dtype | None = None) -> None:
     """After training: residuals Z_l - Z_g of training images `(N,3,S,S)` at every patch of the
     scoring grid -> model.whitener fitted on up to `max_whiten_images` of them (evenly spaced),
     and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`
-    (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py)."""
+    (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py).
+    amp_dtype: autocast of the feature pass, as for scoring (`devices.amp_dtype_for`)."""
     n = len(images)
     pick_w = torch.linspace(0, n - 1, min(max_whiten_images, n)).round().long().unique()
     pick_b = torch.linspace(0, n - 1, min(max_bank_images, n)).round().long().unique() if bank else pick_w
@@ -231,7 +233,8 @@ def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, 
     res, s_dad = [], []
     dev = next(model.head.parameters()).device
     for part in use.split(batch_images):
-        z_l, z_g = patch_features(model.local_net, model.global_net, images[part], grid, chunk)
+        z_l, z_g = patch_features(model.local_net, model.global_net, images[part], grid, chunk,
+                                  amp_dtype=amp_dtype)
         z_l = model.scaler(z_l)
         res.append(z_l - z_g)
         if dad:

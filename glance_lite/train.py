@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, checkpoint
-from .devices import resolve_device
+from .devices import amp_dtype_for, resolve_device
 from .data import distillation_images_or_offline, load_mvtec, random_crops
 from .context_train import context_step, fit_prior, fit_residual_model, lattice, layout_r2, local_targets
 from .losses import joint_loss, local_loss
@@ -291,6 +291,6 @@ def train(run_dir: str | Path, data_root: str | Path, category: str, profile: st
     if prof.whiten_iad or prof.nearest_iad:  # our Eq. 11 / 12 options (heads.py), from training patches
         fit_residual_model(model, images["train"], PatchGrid(per_side=prof.grid_per_side),
                            whiten=prof.whiten_iad, bank=prof.nearest_iad, chunk=prof.score_chunk,
-                           dad=prof.calibrate_dad)
+                           dad=prof.calibrate_dad, amp_dtype=amp_dtype_for(device))  # as scoring's auto
     save_model(run_dir / "glance.pt", model.cpu(), config)
     return run_dir / "glance.pt"

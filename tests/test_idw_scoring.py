@@ -100,3 +100,16 @@ def test_autocast_scores_agree_with_float32(device, dtype):
     assert rel(full.s_iad, half.s_iad) < 2e-2
     assert rel(full.s_dad, half.s_dad) < 2e-2
     assert rel(full.maps(), half.maps()) < 1e-2
+
+
+@pytest.mark.parametrize("device, dtype", AMP_CASES)
+def test_autocast_leaves_local_net_in_float32(device, dtype):
+    """Z_l is standardised and its residual whitened, which magnifies rounding (scoring.py):
+    under amp only Global-Net runs in low precision, Z_l is exactly float32's."""
+    torch.manual_seed(0)
+    L, G = LocalNet().to(device).eval(), GlobalNet().to(device).eval()
+    imgs, grid = torch.rand(1, 3, 256, 256), PatchGrid(per_side=6)
+    zl, zg = patch_features(L, G, imgs, grid)
+    zl_amp, zg_amp = patch_features(L, G, imgs, grid, amp_dtype=dtype)
+    assert torch.equal(zl, zl_amp)
+    assert not torch.equal(zg, zg_amp)  # Global-Net did run in low precision
