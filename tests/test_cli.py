@@ -1,6 +1,7 @@
 """The `glance-lite` command's first ten minutes: fast help, clear messages, nothing written by surprise."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,8 @@ def test_demo_output_is_quiet_and_says_what_it_means(smoke_demo):
     assert done.stderr.count("UNTRAINED") == 1 and "UserWarning" not in done.stderr  # one notice
     assert "\r" not in done.stderr and "\r" not in done.stdout  # no progress bars in a log
     assert "circuit: train phase done" in done.stdout  # one line per phase instead
+    assert re.search(r"circuit: Glance trained in \d+ s and scored the test set in \d+ s \(\d+ s; .*"
+                     r"local-only baseline \d+ s; \d+ s in all", done.stdout)  # the budget's parts
     assert cli.MEANING["smoke"] in done.stdout
     assert f"figure: {tmp / 'runs' / 'circuit' / 'eval' / 'figure.png'}" in done.stdout
     assert (tmp / "runs" / "circuit" / "eval" / "figure.png").is_file()
