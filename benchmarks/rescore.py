@@ -10,7 +10,8 @@ as `train` does after its last step), and `evaluate`'s output in DST_RUN/eval. N
 trained: Local-Net, Global-Net and the DAD head are SRC_RUN's. Prints the seconds and one JSON
 line: PRO, PRO per defect type. Only the scoring fields make sense here (whiten_iad, nearest_iad,
 calibrate_dad, lambda_s, grid_per_side); a training field is refused. --amp: the autocast of the
-feature passes, bank fit included (devices.py; Local-Net stays float32, scoring.patch_features).
+feature passes, bank fit included (devices.py; Local-Net stays float32, scoring.patch_features). Runs on
+the CPU, like the benchmark it re-scores.
 """
 from __future__ import annotations
 
