@@ -15,7 +15,8 @@ how well s_DAD alone ranks stained above real patches of normal test images (AUR
 Glance's PRO with s_IAD alone (lambda_s = 1: what the DAD head adds or costs)
 and the seconds of training + evaluation. The table and the raw numbers go to
 benchmarks/results/accuracy-<profile>-<arch>.{md,json} (with --set, accuracy-<profile>-<arch>-<field>-<value>...);
-the README and the book quote those files.
+with a record of the run beside them (accuracy-<tag>.meta.json: date, commit, machine, torch);
+benchmarks/tables.py turns them into the tables of the READMEs.
 
 Datasets: the synthetic categories (generated into --data at the profile's size) and, when the
 folder --real exists (../shared/data/real in this project's workspace, not shipped), every
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,15 +36,13 @@ import torch
 
 from glance_lite.baselines.compare import METHODS, compare
 from glance_lite.data import SYNTHETIC_CATEGORIES, list_categories, load_mvtec, make_synthetic
-from glance_lite.evaluate import load_scores, metrics_for
+from glance_lite.evaluation import load_scores, metrics_for
 from glance_lite.global_net import ARCHS
-from glance_lite.profiles import get_profile, parse_overrides
+from glance_lite.profiles import PAPER, get_profile, parse_overrides
 
-# the cpu profile's Global-Net phase before our deviations (faithful to the paper's recipe)
-PAPER_RECIPE = dict(global_arch="paper", standardize=False, holes_per_image=0, whiten_iad=False, nearest_iad=False,
-                    stain_radius=(2.0, 0.0), stain_min_opacity=0.5, context_stains=0, context_shift=0,
-                    mismatch_negatives=0.0, hard_holes_gamma=0.0,
-                    lr_warmup=0.0, train_steps=600, train_batch=16, lr_global=5e-4)
+# the paper's Global-Net recipe (no deviation) in the cpu profile's budget: one hole per image is
+# slower per step, so fewer, larger steps
+PAPER_RECIPE = dict(deviations=PAPER, train_steps=600, train_batch=16, lr_global=5e-4)
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REAL = ROOT.parent / "shared" / "data" / "real"
 
@@ -60,8 +60,8 @@ def run_one(data_root: Path, category: str, out: Path, prof, teacher: str, seed:
             max_bank_gb: float = 8.0) -> dict:
     """compare() for one dataset and seed (reused when finished) -> {method: metrics} + Glance extras."""
     if overwrite or not (out / "comparison.json").exists():
-        compare(data_root, category, out, prof, teacher, seed, overwrite=True, progress=False,
-                max_bank_gb=max_bank_gb)
+        compare(data_root, category, out, profile=prof, teacher=teacher, seed=seed, overwrite=True,
+                progress=False, max_bank_gb=max_bank_gb)
     rows = json.loads((out / "comparison.json").read_text())
     ev = json.loads((out / "glance_eval" / "metrics.json").read_text())
     settings = json.loads((out / "comparison_settings.json").read_text())
@@ -71,6 +71,19 @@ def run_one(data_root: Path, category: str, out: Path, prof, teacher: str, seed:
     scores, _ = load_scores(out / "glance_eval")  # Glance with s_IAD alone (lambda_s = 1, no DAD)
     rows["glance"]["pro_iad_only"] = metrics_for(scores, load_mvtec(data_root, category, "test"), 1.0)["pro"]
     return rows
+
+
+def run_record(prof, teacher: str) -> dict:
+    """When, where and with what a benchmark ran: the results' provenance (nowhere else)."""
+    import datetime
+    import platform
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit.stdout.strip() or None, "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "profile": prof.to_dict(), "teacher": teacher}
 
 
 def fmt(v, digits: int = 3) -> str:
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(ROOT / "data" / "synthetic"), help="synthetic data folder")
     ap.add_argument("--real", default=str(DEFAULT_REAL), help="folder of real sets in MVTec layout")
     ap.add_argument("--out", default=str(ROOT / "runs" / "accuracy"), help="runs folder")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"),
+                    help="where the tables and their record go (default benchmarks/results)")
     ap.add_argument("--overwrite", action="store_true", help="recompute finished comparisons")
     ap.add_argument("--collect", action="store_true",
                     help="train nothing: tabulate every finished comparison under --out for this "
@@ -148,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if synth:
         make_synthetic(args.data, seed=0, categories=synth, **dict(prof.synthetic))
 
-    tag = (f"{prof.name}-{prof.global_arch}" + ("-paper-recipe" if args.recipe == "paper" else "")
+    tag = (f"{prof.name}-{prof.deviations.global_arch}" + ("-paper-recipe" if args.recipe == "paper" else "")
            + "".join(f"-{k}-{v}" for k, v in variant.items()))
     results: dict = {}
     if args.collect:  # every finished (dataset, seed) of this tag, in the usual dataset order
@@ -166,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                                                         args.max_bank_gb)
             print(f"{ds} seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     text = (f"Profile `{prof.name}`" + "".join(f", {k}={v}" for k, v in variant.items())
-            + f", Global-Net `{prof.global_arch}`, teacher `{args.teacher}`, "
+            + f", Global-Net `{prof.deviations.global_arch}`, teacher `{args.teacher}`, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n" + table(results))
     print(text)
-    res_dir = ROOT / "benchmarks" / "results"
-    res_dir.mkdir(exist_ok=True)
+    res_dir = Path(args.results)
+    res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / f"accuracy-{tag}.md").write_text(text + "\n")
     (res_dir / f"accuracy-{tag}.json").write_text(json.dumps(results, indent=2))
+    (res_dir / f"accuracy-{tag}.meta.json").write_text(json.dumps(run_record(prof, args.teacher), indent=2))
     return 0
 
 

@@ -8,7 +8,7 @@ runs, and what this project's sessions run when they are lent one.
    where the device runs them, with each dtype's s_IAD error against float32), training it/s of
    each phase, the AUPRO timing.
 2. One synthetic category with the `colab` profile (or --profile): data, training (all three
-   phases, timed from train.py's log) and evaluation, timed end to end, with its PRO.
+   phases, timed from training.py's log) and evaluation, timed end to end, with its PRO.
 Everything goes to benchmarks/results/gpu-<device name>.json and is printed.
 """
 from __future__ import annotations
@@ -28,9 +28,10 @@ import bench  # noqa: E402
 
 from glance_lite.data import make_synthetic  # noqa: E402
 from glance_lite.devices import resolve_device  # noqa: E402
-from glance_lite.evaluate import evaluate  # noqa: E402
+from glance_lite.evaluation import evaluate  # noqa: E402
 from glance_lite.profiles import get_profile  # noqa: E402
-from glance_lite.train import train  # noqa: E402
+from glance_lite.teacher import resolve_teacher  # noqa: E402
+from glance_lite.training import train  # noqa: E402
 
 
 def one_category(profile: str, category: str, device: torch.device, teacher: str, work: Path) -> dict:
@@ -39,9 +40,9 @@ def one_category(profile: str, category: str, device: torch.device, teacher: str
     t0 = time.perf_counter()
     data = make_synthetic(work / "data", seed=0, categories=[category], **dict(prof.synthetic))
     t1 = time.perf_counter()
-    train(work / "run", data, category, prof, teacher, device=device, progress=False)
+    train(data, category, work / "run", profile=prof, teacher=teacher, device=device, progress=False)
     t2 = time.perf_counter()
-    m = evaluate(work / "run", data, category, work / "eval", device=device, figure=False)
+    m = evaluate(work / "run", data, category, device=device, figure=False)
     t3 = time.perf_counter()
     return {"profile": prof.name, "category": category, "teacher": teacher, "data_s": t1 - t0,
             "train_s": t2 - t1, "evaluate_s": t3 - t2, "total_s": t3 - t0, "pro": m["pro"],
@@ -64,12 +65,7 @@ def main(argv=None) -> int:
         bench_json = Path(tempfile.mkdtemp()) / "bench.json"
         bench.main(["--quick", "--device", str(dev), "--json", str(bench_json)])
         res["bench"] = json.loads(bench_json.read_text())
-    teacher = args.teacher
-    if teacher == "auto":  # the CLI's rule: ImageNet when cached or downloadable, else announced random
-        from glance_lite.cli import _auto_teacher
-        teacher, why = _auto_teacher(get_profile(args.profile))
-        if teacher == "random":
-            print(f"NOTE: UNTRAINED ResNet-18 teacher ({why})", file=sys.stderr)
+    teacher, _ = resolve_teacher(args.teacher, get_profile(args.profile))  # the package's one policy
     with tempfile.TemporaryDirectory() as work:
         res["one_category"] = one_category(args.profile, args.category, dev, teacher, Path(work))
     oc = res["one_category"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -39,9 +38,9 @@ def _add_common(p: argparse.ArgumentParser, teacher: bool = True) -> None:
                         "smoke/cpu/colab profiles)")
     if teacher:
         p.add_argument("--teacher", default="auto",
-                       help="auto (default): the profile's teacher (smoke: random, others: imagenet), "
-                            "but imagenet only if its weights are in the torch cache or may be downloaded "
-                            "(on Colab, or with GLANCE_ALLOW_DOWNLOAD=1), else random, announced | imagenet "
+                       help="auto (default): $GLANCE_TEACHER if set, else the profile's teacher (smoke: "
+                            "random, others: imagenet), but imagenet only if its weights are in the torch "
+                            "cache or can be downloaded (Colab), else random, announced | imagenet "
                             "(torchvision weights, downloaded if missing) | random (untrained) | PATH to a "
                             "ResNet-18 weights file")
 
@@ -107,55 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _teacher_for(args, prof) -> str:
-    """--teacher as a concrete value ("imagenet", "random" or a PATH), checked before anything is
-    written: a missing ImageNet file is downloaded now or fails now; an untrained teacher is
-    announced here, in one line."""
-    from .teacher import load_teacher, weights_path
-    spec, why = (args.teacher, "--teacher random") if args.teacher != "auto" else _auto_teacher(prof)
-    if spec == "random":
-        _announce_untrained(why)
-    elif spec == "imagenet":
-        if not weights_path().is_file():  # into the torch cache, or TeacherUnavailable with advice
-            load_teacher("imagenet", prof.teacher_input, allow_download=True)
-    else:  # a weights file: fails now if it is missing or not a ResNet-18
-        load_teacher(spec, prof.teacher_input)
-    return spec
-
-
-def _auto_teacher(prof) -> tuple[str, str]:
-    """`--teacher auto` -> (teacher, why): the profile's teacher, unless that means an unexpected
-    download; then an untrained one, and why."""
-    from .teacher import weights_path
-    if prof.default_teacher != "imagenet":
-        return prof.default_teacher, f"default of the {prof.name} profile"
-    path = weights_path()
-    if path.is_file() or _downloads_expected():
-        return "imagenet", ""
-    return "random", (f"offline: ImageNet weights not in {path}; pass --teacher imagenet to download them, "
-                      f"or --teacher PATH")
-
-
-def _downloads_expected() -> bool:
-    """On Colab, or with GLANCE_ALLOW_DOWNLOAD=1, `--teacher auto` downloads the ImageNet weights."""
-    return (os.environ.get("GLANCE_ALLOW_DOWNLOAD") == "1" or "google.colab" in sys.modules
-            or "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ)
-
-
-def _announce_untrained(why: str) -> None:
-    print(f"NOTE: using an UNTRAINED ResNet-18 teacher ({why}); scores are not comparable with the paper.",
-          file=sys.stderr)
-
-
-def metrics_table(rows: dict[str, dict]) -> str:
-    """Rows {name: metrics dict} -> aligned text table with per-kind PRO."""
-    head = f"{'':<22}{'PRO':>7}{'pixAUROC':>10}{'imgAUROC':>10}{'PRO struct':>12}{'PRO logic':>11}"
-    lines = [head, "-" * len(head)]
-    fmt = lambda v: "   n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    for name, m in rows.items():
-        kinds = m.get("per_kind", {})
-        lines.append(f"{name:<22}{fmt(m['pro']):>7}{fmt(m['pixel_auroc']):>10}{fmt(m['image_auroc']):>10}"
-                     f"{fmt(kinds.get('structural', {}).get('pro')):>12}{fmt(kinds.get('logical', {}).get('pro')):>11}")
-    return "\n".join(lines)
+    """--teacher as a concrete value, checked (and an untrained one announced) before anything
+    is written: teacher.resolve_teacher, the one policy of the CLI, the Python API and the book."""
+    from .teacher import resolve_teacher
+    return resolve_teacher(args.teacher, prof)[0]
 
 
 # what the demo's numbers mean, per profile (printed under the table)
@@ -184,11 +138,11 @@ def _phase_lines(prof, category: str):
     return on_step
 
 
-def _train(run_dir, data_root, category: str, prof, teacher: str, args, **kw) -> Path:
+def _train(data_root, category: str, run_dir, prof, teacher: str, args, **kw) -> Path:
     """train() with progress bars on a terminal, one line per phase otherwise."""
-    from .train import train
+    from .training import train
     progress = _progress()
-    return train(run_dir, data_root, category, prof, teacher, args.seed, device=args.device,
+    return train(data_root, category, run_dir, profile=prof, teacher=teacher, seed=args.seed, device=args.device,
                  progress=progress, on_step=None if progress else _phase_lines(prof, category), **kw)
 
 
@@ -273,8 +227,9 @@ def _profile(args):
 def _demo_out(prof) -> Path:
     """runs/demo-PROFILE, or runs/demo-PROFILE-ARCH for an architecture other than the profile's."""
     from .profiles import get_profile
-    same = prof.global_arch == get_profile(prof.name).global_arch
-    return Path("runs") / (f"demo-{prof.name}" if same else f"demo-{prof.name}-{prof.global_arch}")
+    arch = prof.deviations.global_arch
+    same = arch == get_profile(prof.name).deviations.global_arch
+    return Path("runs") / (f"demo-{prof.name}" if same else f"demo-{prof.name}-{arch}")
 
 
 def cmd_synth(args) -> int:
@@ -287,17 +242,19 @@ def cmd_synth(args) -> int:
 def cmd_train(args) -> int:
     prof = _profile(args)
     _check_data(args.data)
-    path = _train(args.out, args.data, args.category, prof, _teacher_for(args, prof), args,
-                  resume=args.resume, overwrite=args.overwrite)
-    print(f"trained model: {path}")
+    run = _train(args.data, args.category, args.out, prof, _teacher_for(args, prof), args,
+                 resume=args.resume, overwrite=args.overwrite)
+    print(f"trained model: {run / 'glance.pt'}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate
+    from .evaluation import evaluate
+    from .metrics import metrics_table
     _check_run(args)
     _check_data(args.data)
-    m = evaluate(args.run, args.data, args.category, args.out, args.lambda_s, args.device, amp=args.amp)
+    m = evaluate(args.run, args.data, args.category, out_dir=args.out, lambda_s=args.lambda_s,
+                 device=args.device, amp=args.amp)
     print(metrics_table({args.category: m}))
     print(f"metrics: {Path(args.out) / 'metrics.json'}")
     return 0
@@ -305,22 +262,20 @@ def cmd_evaluate(args) -> int:
 
 def _local_only(run_dir: Path, root: Path, category: str, prof, device) -> dict:
     """Metrics of the local-only baseline (same Local-Net, no context) on the test split."""
-    import torch
-    from .baselines.local_only import LocalOnly, load_local_net
-    from .data import DEFECT_KINDS, load_mvtec
-    from .metrics import evaluate_maps
-    from .patches import PatchGrid
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    train, test = load_mvtec(root, category, "train"), load_mvtec(root, category, "test")
-    local = LocalOnly(load_local_net(run_dir / "local.pt").to(dev), PatchGrid(per_side=prof.grid_per_side),
-                      prof.idw_power, prof.score_chunk).fit(train.images)
-    maps = local.maps(test.images).float().numpy()
-    return evaluate_maps(test.masks[:, 0].numpy() > 0.5, maps, test.labels.numpy(), list(test.defects), DEFECT_KINDS)
+    from .baselines.compare import local_only_maps
+    from .data import load_mvtec
+    from .devices import resolve_device
+    from .evaluation import split_metrics
+    test = load_mvtec(root, category, "test")
+    maps, _ = local_only_maps(run_dir, load_mvtec(root, category, "train").images, test.images, prof,
+                              resolve_device(device))
+    return split_metrics(maps, test)
 
 
 def cmd_demo(args) -> int:
     from .data import SYNTHETIC_CATEGORIES
-    from .evaluate import evaluate
+    from .evaluation import evaluate
+    from .metrics import metrics_table
     prof = _profile(args)
     teacher = _teacher_for(args, prof)
     cats = [args.category] if args.category else list(SYNTHETIC_CATEGORIES)
@@ -331,9 +286,9 @@ def cmd_demo(args) -> int:
     for cat in cats:
         run_dir, ev = out / cat / "run", out / cat / "eval"
         t0 = time.perf_counter()
-        _train(run_dir, root, cat, prof, teacher, args, resume=not args.overwrite, overwrite=args.overwrite)
+        _train(root, cat, run_dir, prof, teacher, args, resume=not args.overwrite, overwrite=args.overwrite)
         t1 = time.perf_counter()
-        rows[cat] = evaluate(run_dir, root, cat, ev, device=args.device)
+        rows[cat] = evaluate(run_dir, root, cat, out_dir=ev, device=args.device)
         t2 = time.perf_counter()
         rows[f"{cat} local-only"] = _local_only(run_dir, root, cat, prof, args.device)
         t3 = time.perf_counter()
@@ -357,9 +312,8 @@ def cmd_compare(args) -> int:
     from .baselines.compare import compare
     prof = _profile(args)
     _check_data(args.data)
-    compare(args.data, args.category, args.out, prof, _teacher_for(args, prof), args.seed,
-            overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb,
-            progress=_progress())
+    compare(args.data, args.category, args.out, profile=prof, teacher=_teacher_for(args, prof), seed=args.seed,
+            overwrite=args.overwrite, device=args.device, max_bank_gb=args.max_bank_gb, progress=_progress())
     return 0
 
 
@@ -374,10 +328,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings as one plain line, without the source line. The package's loud box about an
-    untrained teacher is not shown at all: the command has announced it already, in one line."""
-    if "UNTRAINED TEACHER" in str(message):
-        return ""
+    """Warnings as one plain line, without the source line."""
     return f"glance-lite: warning: {str(message).strip()}\n"
 
 

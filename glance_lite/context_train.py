@@ -23,8 +23,7 @@ supervision, so the short profiles use the same loss, computed more cheaply:
   whitened residuals of the training images for our nearest-residual Eq. 11 (`ResidualBank`).
 * The DAD head (Eq. 8-9) sees the first `dad_holes` holes of a step: equiprobably the real patch
   or its stained copy (stains.py), whose Local-Net feature is computed on the fly.
-* Our mismatch negatives (`mismatch` > 0; 1.0 in the short profiles, 0 in `paper`; measured in
-  the README). With stains as the only negatives a blank patch is never "distorted", so the head
+* Our mismatch negatives (`Deviations.mismatch_negatives`; docs/deviations.md). With stains as the only negatives a blank patch is never "distorted", so the head
   learns "no stain = real" and a *missing* part looks very real to it (fabric: s_DAD 0.07-0.11
   on missing dots, 0.34 at the median normal pixel). With probability `mismatch` a negative is
   instead the real Z_l of another hole of the same image (`mismatch_partners`), when it differs
@@ -33,6 +32,8 @@ supervision, so the short profiles use the same loss, computed more cheaply:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -40,11 +41,15 @@ from .fast_global import features_at, hole_free_front, window_side
 from .diagnostics import r2
 from .fast_local import grid_local_features
 from .heads import dad_score
+from .local_net import PATCH_SIZE
 from .losses import joint_loss
 from .patches import PatchGrid, crop
 from .scoring import patch_features
 from .stains import add_stains, context_stains
 from .teacher import normalize
+
+if TYPE_CHECKING:
+    from .profiles import Deviations
 
 
 class FeatureScaler(nn.Module):
@@ -67,7 +72,7 @@ class FeatureScaler(nn.Module):
         return (z - self.mean.to(z.device, z.dtype)) / self.std.to(z.device, z.dtype)
 
 
-def lattice(image_size: int = 256, patch_size: int = 33, stride: int = 4) -> torch.Tensor:
+def lattice(image_size: int = 256, patch_size: int = PATCH_SIZE, stride: int = 4) -> torch.Tensor:
     """`(P,2)` top-left corners on multiples of `stride` (even, so fast_local's dense path applies)."""
     if stride % 2:
         raise ValueError(f"lattice stride must be even (fast_local.py needs even corners); got {stride}")
@@ -84,7 +89,7 @@ def local_targets(local_net: nn.Module, images: torch.Tensor, positions: torch.T
     Stored in float16 by default (about 0.8 MB per image for the stride-4 lattice)."""
     local_net.eval()
     dev = next(local_net.parameters()).device
-    out = [grid_local_features(local_net, normalize(b.to(dev)), positions.to(dev), 33, 512).to("cpu", dtype)
+    out = [grid_local_features(local_net, normalize(b.to(dev)), positions.to(dev), PATCH_SIZE, 512).to("cpu", dtype)
            for b in images.split(batch_images)]
     return torch.cat(out)
 
@@ -97,7 +102,7 @@ def fit_prior(net: nn.Module, positions: torch.Tensor, mean_targets: torch.Tenso
     there over the training images. Least squares: the knot table whose bilinear reading at the
     P hole centres is closest to the means. Returns the R^2 of that fit over the P means.
     """
-    centres = positions.float() + (33 - 1) / 2
+    centres = positions.float() + (PATCH_SIZE - 1) / 2
     eye = torch.eye(net.prior.shape[-1] ** 2).view(-1, 1, *net.prior.shape[-2:])  # one knot each
     saved = net.prior.data.clone()
     basis = []
@@ -125,7 +130,7 @@ def shifted_holes(images: torch.Tensor, positions: torch.Tensor, holes: int, max
 
     Why: a category with 60 training images shows Global-Net 60 layouts. On fabric (a dot lattice
     at a random phase per image) it memorised them: R^2 0.65 on training patches, -0.24 on test
-    patches. Shifts of a few pixels show it every phase in between (README deviations table).
+    patches. Shifts of a few pixels show it every phase in between (docs/deviations.md).
     """
     b, _, size, _ = images.shape
     stride = int(positions[1, 1] - positions[0, 1])
@@ -160,26 +165,26 @@ def layout_r2(targets: torch.Tensor, scaler: nn.Module) -> float:
     return r2(z[0::2].mean(0, keepdim=True).expand_as(z[1::2]), z[1::2])
 
 
-def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor,
-                 g: torch.Generator, n_images: int, holes: int, dad_holes: int, lambda_t: float,
-                 device: torch.device, stains: dict | None = None,
-                 n_context_stains: int = 0, max_shift: int = 0,
-                 mismatch: float = 0.0, hard_gamma: float = 0.0,
-                 grey_stains: bool = False) -> tuple[torch.Tensor, dict]:
-    """Eq. 10 on `n_images` random training images x `holes` random lattice holes each.
+def hard_gamma(dev: Deviations, step: int, train_steps: int) -> float:
+    """Eq. 7's weighting of the hardest holes at Global-Net step `step` (losses.joint_loss)."""
+    return dev.hard_holes_gamma if step < dev.hard_holes_until * train_steps else 0.0
 
-    images `(N,3,S,S)` in [0,1]; targets `local_targets(...)` `(N,P,128)`; positions `(P,2)`.
-    Uses model.local_net (frozen), model.global_net, model.head and model.scaler; `stains`:
-    keyword arguments of stains.add_stains (`Profile.stain_kwargs()`); `n_context_stains` > 0:
-    Global-Net sees each image with up to that many random stains (stains.context_stains) while
-    its targets stay the clean patches' features (`grey_stains`: each stain one grey level, our
-    measured choice, `Profile.context_stain_grey`); `max_shift` > 0: each image is shifted by up to
-    that many pixels (`shifted_holes`); `mismatch`: share of the mismatch negatives (docstring above);
-    `hard_gamma`: losses.joint_loss's weighting of the hardest holes.
+
+def context_step(model: nn.Module, images: torch.Tensor, ctx: dict, g: torch.Generator, n_images: int,
+                 dev: Deviations, lambda_t: float, device: torch.device,
+                 gamma: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Eq. 10 on `n_images` random training images x `dev.holes_per_image` random lattice holes each.
+
+    images `(N,3,S,S)` in [0,1]; ctx: {"targets": `local_targets(...)` `(N,P,128)`, "positions":
+    `(P,2)`, "shift": max px of `shifted_holes` (0: none)} (train.prepare_context). Uses
+    model.local_net (frozen), model.global_net, model.head and model.scaler. From `dev`: the DAD
+    negatives' stains, the context stains on Global-Net's input (targets stay clean), the share of
+    mismatch negatives (module docstring); `gamma`: joint_loss's weighting of the hardest holes.
     """
+    targets, positions, holes = ctx["targets"], ctx["positions"], dev.holes_per_image
     idx = torch.randint(0, images.shape[0], (n_images,), generator=g)
-    if max_shift:
-        imgs, pick, tl = shifted_holes(images[idx], positions, holes, max_shift, g)
+    if ctx["shift"]:
+        imgs, pick, tl = shifted_holes(images[idx], positions, holes, ctx["shift"], g)
     else:
         imgs = images[idx]
         pick = torch.randint(0, positions.shape[0], (n_images, holes), generator=g)
@@ -187,24 +192,24 @@ def context_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
     img_idx = torch.arange(n_images).repeat_interleave(holes)
     z_l = model.scaler(targets[idx[:, None], pick].view(-1, targets.shape[-1]).float().to(device))
     src = positions[pick].view(-1, 2)                     # where the hole's patch is in images[idx]
-    imgs = normalize(context_stains(imgs, n_context_stains, g, grey=grey_stains).to(device))
+    imgs = normalize(context_stains(imgs, dev.context_stains, g, grey=dev.context_stain_grey).to(device))
     base = hole_free_front(model.global_net, imgs)
-    z_g = features_at(model.global_net, imgs, base, img_idx.to(device), tl.to(device), 33,
-                      window_side(33))
+    z_g = features_at(model.global_net, imgs, base, img_idx.to(device), tl.to(device), PATCH_SIZE,
+                      window_side(PATCH_SIZE))
     # DAD head on the first dad_holes holes: the real patch or its stained copy, equiprobably
-    k = min(dad_holes, len(tl))
-    p = crop(images[idx][img_idx[:k]], src[:k].unsqueeze(1), 33)[:, 0]
-    p_neg, _ = add_stains(p, generator=g, **(stains or {}))
+    k = min(dev.dad_holes, len(tl))
+    p = crop(images[idx][img_idx[:k]], src[:k].unsqueeze(1), PATCH_SIZE)[:, 0]
+    p_neg, _ = add_stains(p, generator=g, **dev.stain_kwargs())
     is_real = (torch.rand(k, generator=g) < 0.5).to(device)
     with torch.no_grad():
         z_neg = model.scaler(model.local_net(normalize(p_neg.to(device))))
-    if mismatch > 0:  # our mismatch negatives: a real patch from elsewhere in the same image,
+    if dev.mismatch_negatives > 0:  # a real patch from elsewhere in the same image,
         z_mis = z_l[mismatch_partners(k, holes, g).to(device)]  # one that clearly differs
         d = (z_mis - z_l[:k]).pow(2).mean(1)
-        use = (torch.rand(k, generator=g) < mismatch).to(device) & (d > d.median())
+        use = (torch.rand(k, generator=g) < dev.mismatch_negatives).to(device) & (d > d.median())
         z_neg = torch.where(use[:, None], z_mis, z_neg)
     z_star = torch.where(is_real[:, None], z_l[:k], z_neg)
-    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t, hard_gamma)
+    return joint_loss(z_l, z_g, model.head.logits(z_star, z_g[:k]), is_real, lambda_t, gamma)
 
 
 def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:

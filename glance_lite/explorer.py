@@ -42,15 +42,12 @@ import torch
 from .idw import idw_maps
 from .metrics import au_pro, image_auroc, image_scores, pixel_auroc
 from .scoring import PatchScores
+from .teacher import on_colab
 
 REPO_URL_HINT = "the `repository.url` of _config.yml"
 
 
 # ----------------------------------------------------------------------------- environment
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
 def is_live() -> bool:
     """True in an interactive kernel where widgets can be used: Colab, or GLANCE_LIVE=1.
 
@@ -73,28 +70,6 @@ def find_repo_root(start: str | Path | None = None) -> Path:
         if (p / "_config.yml").is_file() and (p / "_toc.yml").is_file():
             return p
     return here
-
-
-def choose_teacher(profile, quiet: bool = False) -> tuple[str, str]:
-    """(teacher spec, explanation). $GLANCE_TEACHER wins; the smoke profile uses "random";
-    otherwise "imagenet" when the weights are cached or can be downloaded (Colab), else
-    "random" with a loud explanation."""
-    from .teacher import weights_path
-    forced = os.environ.get("GLANCE_TEACHER")
-    if forced:
-        return forced, f"teacher {forced!r} chosen by $GLANCE_TEACHER"
-    if profile.default_teacher == "random":
-        return "random", (f"the {profile.name!r} profile uses an UNTRAINED (random) ResNet-18 teacher: "
-                          "it only checks that everything runs; numbers are not meaningful")
-    if weights_path().is_file():
-        return "imagenet", f"ImageNet ResNet-18 teacher ({weights_path()})"
-    if on_colab():
-        return "imagenet", "ImageNet ResNet-18 teacher (downloaded by torchvision on first use)"
-    return "random", ("ImageNet ResNet-18 weights are NOT available offline here "
-                      f"(expected {weights_path()}), so this run uses an UNTRAINED (random) teacher. "
-                      "Results are NOT comparable with the paper. With internet, run once "
-                      "`python -c \"import torchvision; torchvision.models.resnet18(weights='IMAGENET1K_V1')\"` "
-                      "or set GLANCE_TEACHER=imagenet")
 
 
 @dataclass
@@ -139,30 +114,29 @@ class BookSetup:
                               **dict(self.profile.synthetic))
 
     def train(self, category: str, until: str = "train") -> Path:
-        """RUN/glance.pt for `category`: loaded if an earlier chapter trained it, else trained now
-        (printed: which, and how long). until="finetune": Local-Net only, RUN/local.pt."""
-        from .train import train
+        """The run folder of `category` (`load_model(run)`): loaded if an earlier chapter trained
+        it, else trained now (printed: which, and how long). until="finetune": Local-Net only
+        (RUN/local.pt, `load_local(run)`)."""
+        from .training import train
         self.make_data([category])
         target = self.run_dir(category) / ("glance.pt" if until == "train" else "local.pt")
         had, t0 = target.is_file(), time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"(?s).*UNTRAINED TEACHER")
-            path = train(self.run_dir(category), self.data_root, category, self.profile, self.teacher,
-                         seed=self.seed, resume=True, device=self.device, progress=self.live, until=until)
+        run = train(self.data_root, category, self.run_dir(category), profile=self.profile, teacher=self.teacher,
+                    seed=self.seed, resume=True, device=self.device, progress=self.live, until=until)
         what = "Local-Net" if until != "train" else "model"
         print(f"{category} {what}: " + ("loaded what an earlier chapter trained" if had else
-                                        f"trained now in {time.perf_counter() - t0:.0f} s") + f" ({path})")
-        return path
+                                        f"trained now in {time.perf_counter() - t0:.0f} s") + f" ({target})")
+        return run
 
     def train_local(self, category: str) -> Path:
-        """RUN/local.pt for `category`: Local-Net pre-trained (chapter 2), nothing else; a later
-        `train` continues from it."""
+        """The run folder of `category` with Local-Net pre-trained (chapter 2, RUN/local.pt),
+        nothing else; a later `train` continues from it."""
         return self.train(category, until="finetune")
 
     def evaluate(self, category: str) -> dict:
         """evaluate()'s metrics for `category`, recomputed only when the model is newer."""
-        from .evaluate import evaluate
-        model = self.train(category)
+        from .evaluation import evaluate
+        model = self.train(category) / "glance.pt"
         out = self.eval_dir(category)
         metrics = out / "metrics.json"
         if metrics.is_file() and (out / "scores.npz").is_file() \
@@ -170,7 +144,7 @@ class BookSetup:
             return json.loads(metrics.read_text())
         # figure=False: evaluate's figure helper switches matplotlib to the Agg backend, which
         # would silence plt.show() in the notebook that called it
-        return evaluate(self.run_dir(category), self.data_root, category, out, device=self.device,
+        return evaluate(self.run_dir(category), self.data_root, category, out_dir=out, device=self.device,
                         figure=False)
 
     def summary(self) -> str:
@@ -178,8 +152,8 @@ class BookSetup:
         lines = [f"device   : {self.device}" + (f" ({torch.cuda.get_device_name(0)})" if self.device.type == "cuda" else ""),
                  f"profile  : {p.name} (distill {p.distill_steps}, finetune {p.finetune_steps}, "
                  f"train {p.train_steps} steps; {p.grid_per_side}x{p.grid_per_side} scoring grid)",
-                 f"teacher  : {self.teacher} - " + ("UNTRAINED, see the warning below" if self.teacher == "random"
-                                                    else self.teacher_note),
+                 f"teacher  : {self.teacher}" + (" - UNTRAINED, see the warning below" if self.teacher == "random"
+                                                 else ""),
                  f"data     : {self.data_root}",
                  f"runs     : {self.runs}",
                  f"live     : {'yes (interactive widgets)' if self.live else 'no (static HTML explorer)'}"]
@@ -224,17 +198,18 @@ def _show(notice: Notice) -> None:
 def book_setup(seed: int = 0, quiet: bool = False) -> BookSetup:
     """Called by the first cell of every chapter; prints (and returns) the chapter's settings and
     shows its notices (`Notice`: the untrained teacher) as warnings."""
+    from .devices import resolve_device
     from .profiles import get_profile
+    from .teacher import resolve_teacher
     prof = get_profile()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    teacher, note = choose_teacher(prof)
+    device = resolve_device()
+    teacher, note = resolve_teacher("auto", prof, announce=False)  # shown below as a Notice
     setup = BookSetup(find_repo_root(), prof, device, teacher, note, seed, is_live())
     if teacher == "random":
         setup.notes.append(Notice(
             "Untrained teacher",
-            f"Every number on this page comes from a Local-Net distilled from a randomly initialised "
-            f"(UNTRAINED) ResNet-18 teacher. It shows how the method runs, not how well the paper's "
-            f"ImageNet teacher would work. Why: {note}."))
+            f"Every number on this page comes from a Local-Net distilled from an {note}. It shows how "
+            f"the method runs, not how well the paper's ImageNet teacher would work."))
     torch.manual_seed(seed)
     _inline_figures()
     if not quiet:
@@ -287,7 +262,7 @@ class ExplorerData:
     @classmethod
     def from_eval_dir(cls, eval_dir: str | Path, split) -> "ExplorerData":
         """From evaluate()'s scores.npz plus the loaded test split (`data.load_mvtec(..., "test")`)."""
-        from .evaluate import load_scores
+        from .evaluation import load_scores
         scores, meta = load_scores(eval_dir)
         # the same images: compared by <split>/<defect>/<file>, so a moved data folder still matches
         tail = lambda paths: [Path(q).parts[-3:] for q in paths]  # noqa: E731

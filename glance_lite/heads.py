@@ -2,7 +2,7 @@
 
 IAD head (Eq. 7 in training, Eq. 11 at inference): no parameters, the mean squared difference
     s_IAD = (1/n) ||Z_l - Z_g||^2 with n = 128.
-Our option for Eq. 11 (`ResidualWhitener`, the short profiles; measured in benchmarks/accuracy.py):
+Our option for Eq. 11 (`ResidualWhitener`, the short profiles; docs/deviations.md):
     s_IAD = (1/n) ||W (Z_l - Z_g)||^2,  W = C^(-1/2) (Cholesky), C the covariance of the residual
     Z_l - Z_g on normal training patches.
 Global-Net cannot predict every direction of Z_l equally well; plain Eq. 11 lets the directions it
@@ -17,9 +17,9 @@ patches do not all disagree with their context in the same way: where a patch is
 its residual is large yet *typical*. The bank asks instead "did any normal patch ever disagree
 with its context like this?". With a bank holding only the zero residual, it is the square root
 of the whitened Eq. 11 (the root keeps the score in the feature's units, which the IDW map
-blends better next to s_DAD in [0, 1]; benchmarks/accuracy.py).
+blends better next to s_DAD in [0, 1]).
 
-Our option for Eq. 12 (`ResidualBank.dad`, `Profile.calibrate_dad`): s_DAD minus the s_DAD of the
+Our option for Eq. 12 (`ResidualBank.dad`, `Deviations.calibrate_dad`): s_DAD minus the s_DAD of the
 normal training patch whose residual is the nearest bank entry, floored at 0. Like s_IAD, s_DAD is
 high on some normal patches (where Global-Net's prediction is vague, e.g. a fabric dot at the edge
 of the patch: mean s_DAD 0.43 at 12-16 px from a dot against 0.16 far from dots), and λs = 0.8
@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .baselines.common import nearest_distances
+from .neighbours import nearest_distances
 
 MATCH, DISTORTED = 0, 1
 DAD_SLOPE = 1e-2
@@ -130,12 +130,6 @@ class ResidualBank(nn.Module):
         """Residuals `(B, n)` -> (RMS distance to the nearest bank residual `(B,)`, its index `(B,)`)."""
         d, idx = nearest_distances(r, self.residuals, return_index=True)
         return d / r.shape[-1] ** 0.5, idx
-
-    @torch.no_grad()
-    def forward(self, r: torch.Tensor) -> torch.Tensor:
-        """Residuals `(B, n)` -> RMS distance to the nearest bank residual `(B,)` (the same
-        nearest-neighbour search as the local-only baseline)."""
-        return nearest_distances(r, self.residuals) / r.shape[-1] ** 0.5
 
     @torch.no_grad()
     def calibrate(self, s_dad: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,10 @@ import torch
 
 from .patches import PatchGrid
 
+IDW_POWER = 5.0  # the exponent p of supp. Sec. C.1
 
-def idw_matrix(centres: torch.Tensor, height: int, width: int, power: float = 5.0) -> torch.Tensor:
+
+def idw_matrix(centres: torch.Tensor, height: int, width: int, power: float = IDW_POWER) -> torch.Tensor:
     """Normalised IDW weights `(H*W, K)` float32 for centres `(K,2)` (row, col)."""
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
                             torch.arange(width, dtype=torch.float64), indexing="ij")
@@ -35,7 +37,7 @@ def _grid_matrix(grid: PatchGrid, power: float, device: str) -> torch.Tensor:
     return idw_matrix(grid.centres, grid.image_size, grid.image_size, power).to(device)
 
 
-def idw_maps(scores: torch.Tensor, grid: PatchGrid = PatchGrid(), power: float = 5.0) -> torch.Tensor:
+def idw_maps(scores: torch.Tensor, grid: PatchGrid = PatchGrid(), power: float = IDW_POWER) -> torch.Tensor:
     """Patch scores `(N, K*K)` in raster order -> score maps `(N, S, S)` (one matrix product)."""
     if scores.dim() != 2 or scores.shape[1] != grid.n_patches:
         raise ValueError(f"expected scores (N, {grid.n_patches}) for a {grid.per_side}x{grid.per_side} "

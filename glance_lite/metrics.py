@@ -281,3 +281,20 @@ def evaluate_maps(masks: ArrayLike, maps: ArrayLike, labels: ArrayLike,
             res = _subset_metrics(masks[idx], maps[idx], labels[idx], limit)
             out[key][str(name)] = {**res, "n_images": int(np.count_nonzero(sel))}
     return out
+
+
+def metrics_table(rows: Mapping[str, Mapping]) -> str:
+    """{name: metrics of `evaluate_maps`} -> an aligned text table: PRO, pixel / image AUROC, PRO
+    per defect kind, and seconds per image when every row has `seconds_per_image`."""
+    timed = all("seconds_per_image" in m for m in rows.values())
+    head = (f"{'':<22}{'PRO':>7}{'pixAUROC':>10}{'imgAUROC':>10}{'PRO struct':>12}{'PRO logic':>11}"
+            + (f"{'s/image':>10}" if timed else ""))
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [head, "-" * len(head)]
+    for name, m in rows.items():
+        kinds = m.get("per_kind", {})
+        lines.append(f"{name:<22}{fmt(m['pro']):>7}{fmt(m['pixel_auroc']):>10}{fmt(m['image_auroc']):>10}"
+                     f"{fmt(kinds.get('structural', {}).get('pro')):>12}{fmt(kinds.get('logical', {}).get('pro')):>11}"
+                     + (f"{m['seconds_per_image']:>10.3f}" if timed else ""))
+    return "\n".join(lines)
+

@@ -1,7 +1,8 @@
-"""The whole method in one module: Local-Net + Global-Net + DAD head, saved and loaded together.
+"""The whole method in one object: Local-Net + Global-Net + DAD head and the run's settings.
 
-`Glance.score(images)` is the inference pipeline of Sec. 3.3 (patch scores for both heads);
-`save_model` / `load_model` wrap the safe checkpoint format of checkpoint.py.
+`Glance.anomaly_maps(images)` is the inference pipeline of Sec. 3.3 with the run's own profile
+(grid, lambda_s, IDW power): exactly the maps `evaluate` computes. `load_model(run)` reads a
+trained run back; `save_model` writes one (the safe checkpoint format of checkpoint.py).
 """
 from __future__ import annotations
 
@@ -12,31 +13,71 @@ from torch import nn
 
 from . import checkpoint
 from .context_train import FeatureScaler
+from .devices import amp_dtype_for
 from .global_net import GlobalNet
 from .heads import DADHead, ResidualBank, ResidualWhitener
 from .local_net import Decoder, LocalNet
 from .patches import PatchGrid
-from .scoring import PatchScores, score_patches
+from .profiles import Profile, get_profile, profile_from_config
+from .scoring import PatchScores, head_scores, patch_features
 
 
 class Glance(nn.Module):
-    """Local-Net L, its decoder D (distillation only), Global-Net G and the DAD head C."""
+    """Local-Net L, its decoder D (distillation only), Global-Net G and the DAD head C, with the
+    `profile` they are trained and scored with (a name, a Profile, or None for the default)."""
 
-    def __init__(self, teacher_dim: int = 512, arch: str = "paper"):
+    def __init__(self, profile: Profile | str | None = None, teacher_dim: int = 512):
         super().__init__()
+        self.profile = get_profile(profile)
+        self.config: dict = {"profile": self.profile.to_dict()}  # a trained run's config.json
         self.local_net = LocalNet()
         self.decoder = Decoder(teacher_dim=teacher_dim)
-        self.global_net = GlobalNet(arch=arch)
+        self.global_net = GlobalNet(arch=self.profile.deviations.global_arch)
         self.head = DADHead()
         self.scaler = FeatureScaler()  # identity unless fitted (context_train.py)
         self.whitener = ResidualWhitener()  # identity (Eq. 11) unless fitted (heads.py)
         self.bank = ResidualBank()  # empty (Eq. 11) unless fitted (heads.py)
 
-    def score(self, images: torch.Tensor, grid: PatchGrid = PatchGrid(), chunk: int = 48,
-              amp_dtype: torch.dtype | None = None) -> PatchScores:
-        """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)`."""
-        return score_patches(self.local_net, self.global_net, self.head, images, grid, chunk, amp_dtype,
-                             self.scaler, self.whitener, self.bank)
+    @property
+    def grid(self) -> PatchGrid:
+        """The raster grid of Sec. 3.3 that this model scores on (the profile's K x K)."""
+        return PatchGrid(per_side=self.profile.grid_per_side)
+
+    def _score(self, images: torch.Tensor, amp: str = "auto", keep: torch.Tensor | None = None,
+               batch_images: int = 8) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
+        """PatchScores of images `(N,3,S,S)`, a few images at a time (bounded memory), and the
+        features (scaled Z_l, Z_g) `(M, K*K, 128)` of the images where `keep` `(N,)` is True."""
+        self.eval()
+        amp_dtype = amp_dtype_for(next(self.parameters()).device, amp)
+        keep = torch.zeros(len(images), dtype=torch.bool) if keep is None else keep
+        out: dict[str, list] = {"s_iad": [], "s_dad": [], "z_l": [], "z_g": []}
+        for i in range(0, len(images), batch_images):
+            z_l, z_g = patch_features(self.local_net, self.global_net, images[i:i + batch_images],
+                                      self.grid, self.profile.score_chunk, amp_dtype=amp_dtype)
+            z_l = self.scaler(z_l)
+            s_iad, s_dad = head_scores(self.head, z_l, z_g, self.whitener, self.bank)
+            k = keep[i:i + batch_images]
+            for name, value in zip(out, (s_iad, s_dad, z_l[k], z_g[k])):
+                out[name].append(value)
+        cat = {name: torch.cat(values) for name, values in out.items()}
+        return PatchScores(cat["s_iad"], cat["s_dad"], self.grid), (cat["z_l"], cat["z_g"])
+
+    def score(self, images: torch.Tensor, amp: str = "auto") -> PatchScores:
+        """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)` (Eq. 11-12).
+        amp: "auto" | "bf16" | "fp16" | "off" (devices.amp_dtype_for)."""
+        return self._score(images, amp)[0]
+
+    def features(self, images: torch.Tensor, amp: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+        """Images `(N,3,256,256)` -> (Z_l, Z_g) `(N, K*K, 128)` as the heads see them: Z_l
+        standardised with the run's FeatureScaler when it was trained that way."""
+        return self._score(images, amp, keep=torch.ones(len(images), dtype=torch.bool))[1]
+
+    def anomaly_maps(self, images: torch.Tensor, amp: str = "auto",
+                     lambda_s: float | None = None) -> torch.Tensor:
+        """Images `(N,3,256,256)` in [0,1] -> anomaly maps `(N,256,256)` (Eq. 13 + IDW), with the
+        run's lambda_s unless given: the maps `evaluate` scores."""
+        lambda_s = self.profile.lambda_s if lambda_s is None else lambda_s
+        return self.score(images, amp).maps(lambda_s, self.profile.idw_power)
 
 
 def save_model(path: str | Path, model: Glance, config: dict) -> None:
@@ -44,43 +85,35 @@ def save_model(path: str | Path, model: Glance, config: dict) -> None:
                            "models": {"glance": model.state_dict()}, "optim": None})
 
 
-def model_arch(config: dict) -> str:
-    """The Global-Net architecture a run was trained with (runs from before `arch`: "paper")."""
-    return config.get("profile", {}).get("global_arch", "paper")
+def _file(run: str | Path, name: str) -> Path:
+    """RUN/name for a run folder, the path itself for a file."""
+    run = Path(run)
+    return run / name if run.is_dir() else run
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu",
-               arch: str | None = None) -> tuple[Glance, dict]:
-    """Load a trained model written by `save_model` (e.g. RUN/glance.pt) -> (model in eval mode, config).
-
-    arch: the Global-Net architecture the caller expects ("paper" | "coords" | "centred"); None accepts the
-    one the run was trained with. A mismatch fails with a message naming both.
-    """
+def load_model(run: str | Path, device: str | torch.device = "cpu") -> Glance:
+    """A trained model from a run folder (or its glance.pt) -> Glance in eval mode, with the
+    run's profile (`model.profile`) and config.json (`model.config`)."""
+    path = _file(run, "glance.pt")
     ckpt = checkpoint.load(path)
     if "glance" not in ckpt.get("models", {}):
         raise checkpoint.CheckpointError(f"{path} holds no trained Glance model (phase {ckpt.get('phase')!r})")
-    trained = model_arch(ckpt["config"])
-    if arch is not None and arch != trained:
-        raise checkpoint.CheckpointError(f"{path} was trained with Global-Net architecture {trained!r}, "
-                                         f"not {arch!r}; load it as {trained!r} or retrain with --arch {arch}")
-    model = Glance(arch=trained)
-    state = dict(ckpt["models"]["glance"])
-    for part in ("scaler", "whitener", "bank"):  # runs from before these existed: identity / empty
-        for key, value in getattr(model, part).state_dict().items():
-            state.setdefault(f"{part}.{key}", value)
-    checkpoint.load_state(model, state, path, "Glance")
-    return model.to(device).eval(), ckpt["config"]
+    model = Glance(profile_from_config(ckpt["config"]["profile"]))
+    model.config = ckpt["config"]
+    checkpoint.load_state(model, ckpt["models"]["glance"], path, "Glance")
+    return model.to(device).eval()
 
 
-def load_local(path: str | Path, device: str | torch.device = "cpu") -> tuple[Glance, dict]:
-    """Load RUN/local.pt (Local-Net after pre-training, `train(..., until="finetune")`) ->
-    (a Glance model in eval mode whose Local-Net and decoder D are the trained ones, config).
-    Global-Net and the DAD head of that model are untrained; use them only after `load_model`."""
+def load_local(run: str | Path, device: str | torch.device = "cpu") -> Glance:
+    """Local-Net after pre-training from a run folder (or its local.pt; `train(...,
+    until="finetune")`) -> a Glance model in eval mode whose Local-Net and decoder D are the
+    trained ones. Its Global-Net and DAD head are untrained; use them only after `load_model`."""
+    path = _file(run, "local.pt")
     ckpt = checkpoint.load(path)
     if "local_net" not in ckpt.get("models", {}):
         raise checkpoint.CheckpointError(f"{path} holds no pre-trained Local-Net (phase {ckpt.get('phase')!r})")
-    model = Glance(arch=model_arch(ckpt["config"]))
+    model = Glance(profile_from_config(ckpt["config"]["profile"]))
+    model.config = ckpt["config"]
     checkpoint.load_state(model.local_net, ckpt["models"]["local_net"], path, "Local-Net")
-    if "decoder" in ckpt["models"]:  # written since the book's chapter 2 loads it
-        checkpoint.load_state(model.decoder, ckpt["models"]["decoder"], path, "decoder")
-    return model.to(device).eval(), ckpt["config"]
+    checkpoint.load_state(model.decoder, ckpt["models"]["decoder"], path, "decoder")
+    return model.to(device).eval()

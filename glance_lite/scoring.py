@@ -32,7 +32,7 @@ from .fast_global import global_features_holes, hole_free_front
 from .fast_local import grid_local_features
 from .global_net import GlobalNet
 from .heads import DADHead, ResidualBank, ResidualWhitener, dad_score, iad_and_neighbour
-from .idw import idw_maps
+from .idw import IDW_POWER, idw_maps
 from .local_net import LocalNet
 from .partial_conv import MaskStep
 from .patches import PatchGrid
@@ -59,7 +59,7 @@ class PatchScores:
     def combined(self, lambda_s: float = LAMBDA_S) -> torch.Tensor:
         return combine(self.s_iad, self.s_dad, lambda_s)
 
-    def maps(self, lambda_s: float = LAMBDA_S, power: float = 5.0) -> torch.Tensor:
+    def maps(self, lambda_s: float = LAMBDA_S, power: float = IDW_POWER) -> torch.Tensor:
         """Score maps `(N, S, S)` for a given lambda_s (IDW with power p)."""
         return idw_maps(self.combined(lambda_s), self.grid, power)
 
@@ -86,12 +86,10 @@ def patch_features(local_net: LocalNet, global_net: GlobalNet, images: torch.Ten
 
     chunk: (image, patch) pairs per forward pass; memory grows linearly with it (about 0.5 MB
     per pair in float32). On a CPU about 50 is fastest (the working set stays in cache; 200 is
-    1.3x slower); on a GPU use hundreds. amp_dtype: e.g. torch.bfloat16 on CUDA (tested in
-    tests/test_idw_scoring.py; benchmarks/ reports speed and error) for **Global-Net only**:
-    Local-Net always runs in float32. Its Z_l is standardised and the residual Z_l - Z_g whitened
-    (heads.py), which magnifies rounding: measured on tire (seed 1, 12 test images, CPU), Local-Net
-    in bf16 changed the whitened residual by 22 % of its variance (PRO 0.881 -> 0.878), Global-Net
-    in bf16 by 1e-5.
+    1.3x slower); on a GPU use hundreds. amp_dtype: e.g. torch.bfloat16 on CUDA, for
+    **Global-Net only**: Local-Net always runs in float32, because Z_l is standardised and the
+    residual Z_l - Z_g whitened (heads.py), which magnifies rounding: on tire, Local-Net in bf16
+    moved the whitened residual by 22 % of its variance (PRO 0.881 -> 0.878), Global-Net by 1e-5.
     Global-Net runs through `fast_global` (layers 0-1_2 once per image, a window per hole), Local-Net
     through `fast_local` when the grid's corners are even (otherwise patch by patch).
     """
@@ -127,26 +125,6 @@ def head_scores(head: DADHead, z_l: torch.Tensor, z_g: torch.Tensor,
     if bank is not None and bank.calibrates_dad:
         s_dad = bank.calibrate(s_dad, nearest.cpu())
     return s_iad.view(shape), s_dad.view(shape)
-
-
-def score_patches(local_net: LocalNet, global_net: GlobalNet, head: DADHead, images: torch.Tensor,
-                  grid: PatchGrid = PatchGrid(), chunk: int = 48,
-                  amp_dtype: torch.dtype | None = None, scaler=None, whitener=None,
-                  bank=None) -> PatchScores:
-    """Images `(N,3,S,S)` in [0,1] -> `PatchScores` with s_iad, s_dad `(N, K*K)`.
-
-    scaler: the model's `FeatureScaler` (context_train.py) when Global-Net was trained on
-    standardised targets; Z_l is then standardised before Eq. 11-12, exactly as in training.
-    whitener, bank: the model's `ResidualWhitener` and `ResidualBank` (heads.py), for our
-    whitened / nearest-residual Eq. 11.
-    """
-    for net in (local_net, global_net, head):
-        net.eval()
-    z_l, z_g = patch_features(local_net, global_net, images, grid, chunk, amp_dtype=amp_dtype)
-    if scaler is not None:
-        z_l = scaler(z_l)
-    s_iad, s_dad = head_scores(head, z_l, z_g, whitener, bank)
-    return PatchScores(s_iad, s_dad, grid)
 
 
 @torch.inference_mode()

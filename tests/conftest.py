@@ -1,10 +1,8 @@
 import os
-import warnings
 
 import pytest
 
 os.environ.setdefault("GLANCE_PROFILE", "smoke")
-warnings.filterwarnings("ignore", message=".*UNTRAINED TEACHER.*")
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +16,7 @@ def synth_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """`load_benchmark("compactness")` -> the module benchmarks/compactness.py (not a package)."""
+    """`load_benchmark("accuracy")` -> the module benchmarks/accuracy.py (not a package)."""
     import importlib.util
     from pathlib import Path
 
@@ -43,3 +41,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "book_html" in getattr(item, "fixturenames", ()) or item.module.__name__ == "test_browser":
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def fresh_teacher_announcement():
+    """teacher.resolve_teacher announces an untrained teacher once per process; every test is
+    one "process" here, so a test that checks the announcement does not depend on the order."""
+    from glance_lite import teacher
+    teacher._announced.clear()
+    yield
+

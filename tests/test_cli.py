@@ -138,7 +138,7 @@ def offline(monkeypatch, tmp_path):
         raise OSError("no network")
     monkeypatch.setattr(teacher, "weights_path", lambda: tmp_path / "hub" / "resnet18-f37072fd.pth")
     monkeypatch.setattr(teacher, "WEIGHTS", types.SimpleNamespace(url=teacher.WEIGHTS.url, get_state_dict=no_network))
-    for var in ("GLANCE_ALLOW_DOWNLOAD", "COLAB_RELEASE_TAG", "COLAB_GPU"):
+    for var in ("GLANCE_TEACHER", "COLAB_RELEASE_TAG"):
         monkeypatch.delenv(var, raising=False)
     return teacher
 
@@ -154,20 +154,33 @@ def test_auto_teacher_offline_is_random_and_says_so_once(offline, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("NOTE: using an UNTRAINED ResNet-18 teacher (offline: ")
     assert str(offline.weights_path()) in err and "--teacher imagenet" in err
-    assert cli._teacher_for(_args(), get_profile("smoke")) == "random"  # the smoke profile's own choice
-    assert "(default of the smoke profile)" in capsys.readouterr().err
+    assert offline.resolve_teacher("auto", get_profile("cpu")) [0] == "random"
+    assert capsys.readouterr().err == ""  # once per process, whoever asks again (train, compare, ...)
+    offline._announced.clear()
+    assert offline.resolve_teacher("auto", get_profile("smoke")) == (
+        "random", "UNTRAINED ResNet-18 teacher (the default of the smoke profile); scores are not comparable "
+                  "with the paper")
+    assert "(the default of the smoke profile)" in capsys.readouterr().err
 
 
-def test_auto_teacher_uses_imagenet_when_cached_or_downloads_are_expected(offline, monkeypatch, capsys):
+def test_one_teacher_policy_for_every_caller(offline, monkeypatch, capsys):
+    """teacher.resolve_teacher: Colab and $GLANCE_TEACHER lead to ImageNet (an explicit ImageNet is
+    fetched now, so a failure comes before any training), a cached file is used as it is."""
     from glance_lite.profiles import get_profile
-    loaded = []
-    monkeypatch.setattr(offline, "load_teacher", lambda spec, *a, **kw: loaded.append(spec))
-    monkeypatch.setenv("GLANCE_ALLOW_DOWNLOAD", "1")
-    assert cli._teacher_for(_args(), get_profile("cpu")) == "imagenet" and loaded == ["imagenet"]  # now
-    monkeypatch.delenv("GLANCE_ALLOW_DOWNLOAD")
+    fetched = []
+    monkeypatch.setattr(offline, "_imagenet_state_dict", lambda: fetched.append("imagenet"))
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "1")  # Colab: torchvision downloads on first use
+    assert offline.resolve_teacher("auto", get_profile("cpu")) == ("imagenet", "") and fetched == []
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.setenv("GLANCE_TEACHER", "imagenet")
+    assert cli._teacher_for(_args(), get_profile("smoke")) == "imagenet" and fetched == ["imagenet"]  # now
+    monkeypatch.setenv("GLANCE_TEACHER", "random")
+    assert offline.resolve_teacher("auto", get_profile("cpu"))[0] == "random"
+    assert "($GLANCE_TEACHER)" in capsys.readouterr().err
+    monkeypatch.delenv("GLANCE_TEACHER")
     offline.weights_path().parent.mkdir(parents=True)
     offline.weights_path().write_bytes(b"cached")
-    assert cli._teacher_for(_args(), get_profile("cpu")) == "imagenet" and loaded == ["imagenet"]
+    assert cli._teacher_for(_args(), get_profile("cpu")) == "imagenet" and fetched == ["imagenet"]
     assert capsys.readouterr().err == ""
 
 

@@ -1,5 +1,6 @@
 """Context training (context_train.py), the "coords" Global-Net and the R^2 diagnostic."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,8 +14,8 @@ from glance_lite.fast_global import features_at, hole_free_front, window_side
 from glance_lite.global_net import hole_centres
 from glance_lite.model import Glance, load_model, save_model
 from glance_lite.patches import crop, hole_masks
-from glance_lite.profiles import get_profile
-from glance_lite.train import lr_factor, step_generator
+from glance_lite.profiles import SHORT, get_profile
+from glance_lite.training import lr_factor, step_generator
 
 
 @pytest.mark.parametrize("arch", ["paper", "coords", "centred"])
@@ -66,12 +67,11 @@ def test_unknown_arch_is_refused_with_the_valid_values():
         get_profile("smoke", global_arch="nope")
 
 
-def test_loading_a_model_as_another_arch_names_both(tmp_path):
-    save_model(tmp_path / "g.pt", Glance(arch="coords"), {"profile": {"global_arch": "coords"}})
-    model, _ = load_model(tmp_path / "g.pt")
-    assert model.global_net.arch == "coords"
-    with pytest.raises(CheckpointError, match="'coords'.*'paper'"):
-        load_model(tmp_path / "g.pt", arch="paper")
+def test_a_loaded_model_has_the_architecture_and_profile_it_was_saved_with(tmp_path):
+    m = Glance(get_profile("smoke", global_arch="coords", grid_per_side=5))
+    save_model(tmp_path / "g.pt", m, m.config)
+    model = load_model(tmp_path / "g.pt")
+    assert model.global_net.arch == "coords" and model.profile == m.profile and model.grid.per_side == 5
 
 
 def test_scaler_standardises_and_travels_with_the_model(tmp_path):
@@ -80,20 +80,9 @@ def test_scaler_standardises_and_travels_with_the_model(tmp_path):
     model.scaler.fit(z)
     s = model.scaler(z)
     assert s.mean(0).abs().max() < 1e-4 and (s.std(0) - 1).abs().max() < 1e-3
-    save_model(tmp_path / "g.pt", model, {"profile": {}})
-    loaded, _ = load_model(tmp_path / "g.pt")
+    save_model(tmp_path / "g.pt", model, model.config)
+    loaded = load_model(tmp_path / "g.pt")
     assert torch.equal(loaded.scaler.mean, model.scaler.mean)
-
-
-def test_old_checkpoints_without_a_scaler_load_as_identity(tmp_path):
-    model = Glance()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("scaler.")}
-    from glance_lite import checkpoint
-    checkpoint.save(tmp_path / "old.pt", {"config": {"profile": {}}, "phase": "done", "step": 0,
-                                          "models": {"glance": state}, "optim": None})
-    loaded, _ = load_model(tmp_path / "old.pt")
-    z = torch.randn(3, 128)
-    assert torch.equal(loaded.scaler(z), z)
 
 
 def test_lattice_and_targets_match_local_net_on_crops():
@@ -124,14 +113,15 @@ def test_prior_fit_recovers_a_smooth_position_mean():
 @pytest.mark.parametrize("mismatch", [0.0, 1.0])
 def test_context_step_trains_global_net_and_head_not_local_net(mismatch):
     torch.manual_seed(3)
-    model = Glance(arch="coords")
+    model = Glance(get_profile("smoke", global_arch="coords"))
     model.local_net.requires_grad_(False)
     imgs = torch.rand(3, 3, 256, 256)
     pos = lattice(stride=64)
     tg = local_targets(model.local_net, imgs, pos)
     model.scaler.fit(tg.float())
-    loss, parts = context_step(model, imgs, tg, pos, step_generator(0, "t", 0), 2, 5, 4, 0.01,
-                               torch.device("cpu"), mismatch=mismatch)
+    dev = replace(SHORT, holes_per_image=5, dad_holes=4, context_shift=0, mismatch_negatives=mismatch)
+    ctx = {"targets": tg, "positions": pos, "shift": 0}
+    loss, parts = context_step(model, imgs, ctx, step_generator(0, "t", 0), 2, dev, 0.01, torch.device("cpu"))
     loss.backward()
     assert math.isfinite(loss.item()) and set(parts) == {"l_iad", "l_dad", "loss"}
     assert model.global_net.pconv2_1.weight.grad.abs().sum() > 0
@@ -160,11 +150,12 @@ def test_shifted_holes_keep_each_hole_on_its_target_patch():
     assert (moves == moves[:, :1]).all() and moves.abs().max() <= 8   # one move per image, bounded
     assert len(moves[:, 0].unique(dim=0)) > 1                         # and the images move differently
     # with shifts the step still trains (and 0 keeps the paper's unshifted draw)
-    model = Glance(arch="coords")
+    model = Glance(get_profile("smoke", global_arch="coords"))
     model.local_net.requires_grad_(False)
     tg = local_targets(model.local_net, imgs[:2], lattice(stride=32))
-    loss, _ = context_step(model, imgs[:2], tg, lattice(stride=32), step_generator(0, "t", 0), 2, 5, 4,
-                           0.01, torch.device("cpu"), max_shift=64)
+    ctx = {"targets": tg, "positions": lattice(stride=32), "shift": 64}
+    dev = replace(SHORT, holes_per_image=5, dad_holes=4)
+    loss, _ = context_step(model, imgs[:2], ctx, step_generator(0, "t", 0), 2, dev, 0.01, torch.device("cpu"))
     loss.backward()
     assert math.isfinite(loss.item()) and model.global_net.pconv2_1.weight.grad.abs().sum() > 0
 
@@ -179,8 +170,8 @@ def test_layout_r2_tells_fixed_layouts_from_varying_ones():
     scaler = FeatureScaler()
     assert layout_r2(fixed, scaler.fit(fixed)) > 0.95
     assert abs(layout_r2(varying, scaler.fit(varying))) < 0.1
-    prof = get_profile("cpu")
-    assert prof.context_shift > 0 and 0 < prof.shift_below_layout_r2 < 1
+    dev = get_profile("cpu").deviations
+    assert dev.context_shift > 0 and 0 < dev.shift_below_layout_r2 < 1
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -241,10 +232,10 @@ def test_residual_bank_scores_distance_to_nearest_normal_residual():
 
 def test_residual_bank_saves_and_loads_with_its_size(tmp_path):
     from glance_lite.model import Glance, load_model, save_model
-    m = Glance(arch="coords")
+    m = Glance(get_profile("smoke", global_arch="coords"))
     m.bank.fit(torch.randn(37, 128))
-    save_model(tmp_path / "g.pt", m, {"profile": {"global_arch": "coords"}})
-    back, _ = load_model(tmp_path / "g.pt")
+    save_model(tmp_path / "g.pt", m, m.config)
+    back = load_model(tmp_path / "g.pt")
     assert back.bank.residuals.shape == (37, 128)
     assert torch.equal(back.bank.residuals, m.bank.residuals)
 
@@ -263,23 +254,23 @@ def test_calibrated_dad_subtracts_the_nearest_normal_patchs_s_dad(tmp_path):
     assert idx.tolist() == [3, 0] and d.max() < 0.05
     got = bank.calibrate(torch.tensor([0.5, 0.5]), idx)
     assert torch.allclose(got, torch.tensor([0.0, 0.4]), atol=1e-3)  # 0.5 - 0.9 floored at 0; 0.5 - 0.1
-    m = Glance(arch="centred")
+    m = Glance(get_profile("smoke", global_arch="centred"))
     z_l, z_g = torch.randn(2, 6, 128), torch.zeros(2, 6, 128)
     plain = head_scores(m.head, z_l, z_g, bank=ResidualBank().fit(torch.randn(10, 128)))[1]
     m.bank.fit(torch.randn(10, 128), torch.rand(10))
     s_iad, s_dad = head_scores(m.head, z_l, z_g, bank=m.bank)
     _, idx = m.bank.search(z_l.flatten(0, 1))
     assert torch.allclose(s_dad.flatten(), (plain.flatten() - m.bank.dad[idx].float()).clamp(min=0), atol=1e-6)
-    save_model(tmp_path / "g.pt", m, {"profile": {"global_arch": "centred"}})
-    back, _ = load_model(tmp_path / "g.pt")
+    save_model(tmp_path / "g.pt", m, m.config)
+    back = load_model(tmp_path / "g.pt")
     assert back.bank.calibrates_dad and torch.equal(back.bank.dad, m.bank.dad)
 
 
 def test_calibrate_dad_needs_the_bank():
-    from glance_lite.profiles import get_profile
+    from glance_lite.profiles import SHORT, get_profile
     with pytest.raises(ValueError, match="calibrate_dad=True needs nearest_iad=True"):
         get_profile("cpu", calibrate_dad=True, nearest_iad=False)
-    assert get_profile("cpu", calibrate_dad=True).calibrate_dad
+    assert get_profile("cpu", calibrate_dad=True).deviations.calibrate_dad
 
 
 def test_fit_residual_model_fills_whitener_and_bank():
@@ -287,13 +278,13 @@ def test_fit_residual_model_fills_whitener_and_bank():
     from glance_lite.model import Glance
     from glance_lite.patches import PatchGrid
     torch.manual_seed(7)
-    m = Glance(arch="coords")
+    m = Glance(get_profile("smoke", global_arch="coords"))
     images = torch.rand(3, 3, 256, 256)
     grid = PatchGrid(per_side=3)
     fit_residual_model(m, images, grid, whiten=True, bank=True, max_whiten_images=2)
     assert len(m.bank) == 3 * grid.n_patches
     assert not torch.equal(m.whitener.matrix, torch.eye(128))
-    m2 = Glance(arch="coords")
+    m2 = Glance(get_profile("smoke", global_arch="coords"))
     fit_residual_model(m2, images, grid, whiten=False, bank=False)
     assert len(m2.bank) == 0 and torch.equal(m2.whitener.matrix, torch.eye(128))
     assert not m.bank.calibrates_dad
@@ -338,7 +329,7 @@ def test_global_step_passes_the_profiles_context_stain_colour(monkeypatch, grey)
     """Profile.context_stain_grey reaches stains.context_stains through train.global_step, and
     decides whether Global-Net's input gets grey or coloured stains."""
     import glance_lite.context_train as ct
-    from glance_lite.train import global_step
+    from glance_lite.training import global_step
     seen = []
 
     def spy(images, n, g=None, **kw):
@@ -347,8 +338,8 @@ def test_global_step_passes_the_profiles_context_stain_colour(monkeypatch, grey)
         return out
     ct_stains = ct.context_stains
     monkeypatch.setattr(ct, "context_stains", spy)
-    prof = get_profile("smoke", context_stains=4, context_stain_grey=grey, context_shift=0)
-    model = Glance(arch=prof.global_arch)
+    prof = get_profile("smoke", context_stains=4, context_stain_grey=grey, context_shift=0, train_batch=2)
+    model = Glance(prof)
     model.local_net.requires_grad_(False)
     imgs = torch.full((2, 3, 256, 256), 0.5)
     imgs[:, 0] = 0.2                                                   # a coloured image
@@ -357,7 +348,7 @@ def test_global_step_passes_the_profiles_context_stain_colour(monkeypatch, grey)
     model.scaler.fit(tg.float())
     ctx = {"targets": tg, "positions": pos, "shift": 0}
     for s in range(6):                                                 # until some stain is drawn
-        global_step(model, imgs, 2, step_generator(0, "t", s), prof, torch.device("cpu"), ctx, s)
+        global_step(model, imgs, step_generator(0, "t", s), prof, torch.device("cpu"), ctx, s)
     assert seen and all(flag is grey for flag, _ in seen)
     diff = torch.cat([d for _, d in seen])
     painted = diff.abs().amax(1) > 1e-3                               # (B, S, S) stained pixels

@@ -278,7 +278,7 @@ def test_imagenet_teacher_downloads_through_torchvision_from_a_local_server(tmp_
         old_dir = torch.hub.get_dir()
         torch.hub.set_dir(str(tmp_path / "hub"))
         try:
-            t = teacher_mod.load_teacher("imagenet", allow_download=True)
+            t = teacher_mod.load_teacher("imagenet")
             cached = teacher_mod.weights_path()
         finally:
             torch.hub.set_dir(old_dir)

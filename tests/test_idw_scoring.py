@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from glance_lite import DADHead, GlobalNet, LocalNet, PatchGrid, combine, idw_maps, idw_matrix
-from glance_lite.scoring import patch_features, patch_features_naive, score_patches
+from glance_lite.model import Glance
+from glance_lite.profiles import get_profile
+from glance_lite.scoring import patch_features, patch_features_naive
 
 
 def _brute_force(scores, centres, h, w, p):
@@ -66,10 +68,9 @@ def test_batched_features_equal_the_naive_loop():
     assert torch.allclose(zl, rl, atol=1e-5) and torch.allclose(zg, rg, atol=1e-5)
 
 
-def test_score_patches_keeps_both_heads_and_rescoring_needs_no_network():
+def test_glance_score_keeps_both_heads_and_rescoring_needs_no_network():
     torch.manual_seed(0)
-    grid = PatchGrid(per_side=4)
-    scores = score_patches(LocalNet(), GlobalNet(), DADHead(), torch.rand(2, 3, 256, 256), grid)
+    scores = Glance(get_profile("paper", grid_per_side=4)).score(torch.rand(2, 3, 256, 256))
     assert scores.s_iad.shape == scores.s_dad.shape == (2, 16)
     assert ((scores.s_dad >= 0) & (scores.s_dad <= 1)).all()
     m1, m0 = scores.maps(1.0), scores.maps(0.0)
@@ -77,25 +78,25 @@ def test_score_patches_keeps_both_heads_and_rescoring_needs_no_network():
     assert torch.allclose(scores.maps(0.5), 0.5 * m1 + 0.5 * m0, atol=1e-6)  # IDW is linear
 
 
-def test_score_patches_rejects_wrong_image_size():
+def test_glance_score_rejects_wrong_image_size():
     with pytest.raises(ValueError, match="256, 256"):
-        score_patches(LocalNet(), GlobalNet(), DADHead(), torch.rand(1, 3, 255, 255))
+        Glance("paper").score(torch.rand(1, 3, 255, 255))
 
 
 AMP_CASES = [("cpu", torch.bfloat16)] + ([("cuda", torch.bfloat16), ("cuda", torch.float16)]
                                          if torch.cuda.is_available() else [])
+AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 @pytest.mark.parametrize("device, dtype", AMP_CASES)
 def test_autocast_scores_agree_with_float32(device, dtype):
-    """Mixed precision (the CUDA default of evaluate.py) keeps maps within a stated tolerance:
+    """Mixed precision (the CUDA default of evaluation.py) keeps maps within a stated tolerance:
     s_IAD within 2 % and the IDW maps within 1 % of float32 (relative to their maximum)."""
     torch.manual_seed(0)
-    L, G, H = LocalNet().to(device), GlobalNet().to(device), DADHead().to(device)
+    model = Glance(get_profile("paper", grid_per_side=12)).to(device)  # 144 patches: the dense Local-Net path too
     imgs = torch.rand(2, 3, 256, 256)
-    grid = PatchGrid(per_side=12)  # 144 patches: the dense Local-Net path runs too
-    full = score_patches(L, G, H, imgs, grid)
-    half = score_patches(L, G, H, imgs, grid, amp_dtype=dtype)
+    full = model.score(imgs, amp="off")
+    half = model.score(imgs, amp=AMP_NAMES[dtype])
     rel = lambda a, b: ((a - b).abs().max() / a.abs().max()).item()  # noqa: E731
     assert rel(full.s_iad, half.s_iad) < 2e-2
     assert rel(full.s_dad, half.s_dad) < 2e-2

@@ -100,7 +100,7 @@ def test_joint_loss_weights_dad_by_lambda_t():
 def test_hard_holes_weighting_is_eq7_at_gamma_zero_and_favours_the_worst_holes():
     from glance_lite.losses import joint_loss
     from glance_lite.profiles import get_profile
-    from glance_lite.train import hard_gamma
+    from glance_lite.context_train import hard_gamma
     g = torch.Generator().manual_seed(0)
     z_l, z_g = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
     z_g[0] += 5.0  # one hard hole
@@ -110,11 +110,12 @@ def test_hard_holes_weighting_is_eq7_at_gamma_zero_and_favours_the_worst_holes()
     hard, log1 = joint_loss(z_l, z_g, logits, real, 0.0, hard_gamma=1.0)
     assert hard.item() > plain.item()  # the hard hole weighs more than 1/6
     assert log1["l_iad"] == pytest.approx(log0["l_iad"])  # the log keeps Eq. 7's plain mean
-    prof = get_profile("cpu", hard_holes_gamma=0.5, hard_holes_until=0.5)
-    assert [hard_gamma(prof, s) for s in (0, 749, 750, 1499)] == [0.5, 0.5, 0.0, 0.0]
-    assert hard_gamma(get_profile("cpu"), 0) == 0.5  # on in the short profiles ...
-    assert hard_gamma(get_profile("paper"), 0) == 0.0  # ... off in the paper's recipe
-    assert get_profile("cpu").mismatch_negatives == 1.0 and get_profile("paper").mismatch_negatives == 0.0
+    dev = get_profile("cpu", hard_holes_gamma=0.5, hard_holes_until=0.5).deviations
+    assert [hard_gamma(dev, s, 1500) for s in (0, 749, 750, 1499)] == [0.5, 0.5, 0.0, 0.0]
+    assert hard_gamma(get_profile("cpu").deviations, 0, 1500) == 0.5  # on in the short profiles ...
+    assert hard_gamma(get_profile("paper").deviations, 0, 1500) == 0.0  # ... off in the paper's recipe
+    assert get_profile("cpu").deviations.mismatch_negatives == 1.0
+    assert get_profile("paper").deviations.mismatch_negatives == 0.0
 
 
 @pytest.mark.parametrize("field,value", [("mismatch_negatives", 1.5), ("hard_holes_until", -0.1),

@@ -65,21 +65,25 @@ def test_stains_are_small_seeded_and_change_the_patch():
 
 
 def test_profile_stains_paper_small_short_larger():
-    """`paper` keeps add_stains' defaults; the short profiles paint larger, more opaque stains."""
+    """`paper` keeps add_stains' defaults (radius up to P/5 = 6.6 px for a 33-px patch); the short
+    profiles paint larger, more opaque stains."""
     from glance_lite.profiles import get_profile, profile_from_config
     patches = torch.full((256, 3, 33, 33), 0.5)
-    assert get_profile("paper").stain_kwargs() == dict(min_radius=2.0, max_radius=None, min_opacity=0.5)
-    short = get_profile("cpu").stain_kwargs()
+    assert get_profile("paper").deviations.stain_kwargs() == dict(min_radius=2.0, max_radius=6.6, min_opacity=0.5)
+    default = add_stains(patches, torch.Generator().manual_seed(0))  # add_stains' own default: P/5
+    assert torch.equal(default[1], add_stains(patches, torch.Generator().manual_seed(0),
+                                              **get_profile("paper").deviations.stain_kwargs())[1])
+    short = get_profile("cpu").deviations.stain_kwargs()
     assert short == dict(min_radius=4.0, max_radius=8.0, min_opacity=0.7)
     area = {}
-    for name, kw in (("paper", get_profile("paper").stain_kwargs()), ("cpu", short)):
+    for name, kw in (("paper", get_profile("paper").deviations.stain_kwargs()), ("cpu", short)):
         _, blob = add_stains(patches, torch.Generator().manual_seed(0), **kw)
         area[name] = (blob > 0.5).float().mean(dim=(1, 2, 3))
     assert area["cpu"].min() > area["paper"].min() and area["cpu"].mean() > 1.5 * area["paper"].mean()
     assert (area["cpu"] < 0.35).all()  # still a stain on the patch, not a new patch
     # a run's config.json (lists) gives back the same profile, tuple included
     cfg = get_profile("cpu").to_dict()
-    cfg["stain_radius"] = list(cfg["stain_radius"])
+    cfg["deviations"]["stain_radius"] = list(cfg["deviations"]["stain_radius"])
     assert profile_from_config(cfg) == get_profile("cpu")
 
 

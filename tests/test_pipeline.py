@@ -6,10 +6,10 @@ import torch
 
 from glance_lite import checkpoint
 from glance_lite.cli import main
-from glance_lite.evaluate import evaluate, load_scores
+from glance_lite.evaluation import evaluate, load_scores
 from glance_lite.model import load_model
 from glance_lite.profiles import get_profile, resolve_name
-from glance_lite.train import RunError, TrainingDiverged, train
+from glance_lite.training import RunError, TrainingDiverged, train
 
 
 class Interrupt(Exception):
@@ -17,24 +17,24 @@ class Interrupt(Exception):
 
 
 def _weights(path):
-    return load_model(path)[0].state_dict()
+    return load_model(path).state_dict()
 
 
 @pytest.fixture(scope="module")
 def trained(synth_root, category, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "r"
-    return train(run, synth_root, category, "smoke", "random", seed=1, progress=False)
+    return train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False)
 
 
 def test_train_writes_the_run_folder(trained):
-    run = trained.parent
+    run = trained
     for f in ("config.json", "log.jsonl", "checkpoint.pt", "local.pt", "glance.pt"):
         assert (run / f).exists(), f
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     prof = get_profile("smoke")
     assert [x["phase"] for x in lines].count("train") == prof.train_steps
     assert {"l_iad", "l_dad", "loss"} <= set(lines[-1])
-    ck = checkpoint.load(trained)
+    ck = checkpoint.load(trained / "glance.pt")
     assert ck["package_version"] and ck["config"]["teacher"] == "random"
 
 
@@ -47,19 +47,19 @@ def test_interrupted_then_resumed_equals_uninterrupted(synth_root, category, tra
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(run, synth_root, category, "smoke", "random", seed=1, progress=False, on_step=stop)
+        train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False, on_step=stop)
     assert not (run / "glance.pt").exists()
     with pytest.raises(RunError, match="--resume"):
-        train(run, synth_root, category, "smoke", "random", seed=1, progress=False)
-    path = train(run, synth_root, category, "smoke", "random", seed=1, progress=False, resume=True)
+        train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False)
+    path = train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False, resume=True)
     a, b = _weights(path), _weights(trained)
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = (run / "log.jsonl").read_text().splitlines()
-    assert log == (trained.parent / "log.jsonl").read_text().splitlines()
+    assert log == (trained / "log.jsonl").read_text().splitlines()
 
 
 def test_different_seed_gives_different_weights(synth_root, category, trained, tmp_path):
-    other = train(tmp_path / "r", synth_root, category, "smoke", "random", seed=2, progress=False)
+    other = train(synth_root, category, tmp_path / "r", profile="smoke", teacher="random", seed=2, progress=False)
     a, b = _weights(other), _weights(trained)
     assert not all(torch.equal(a[k], b[k]) for k in a)
 
@@ -71,11 +71,11 @@ def test_resume_refuses_a_different_config(synth_root, category, trained, tmp_pa
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(run, synth_root, category, "smoke", "random", seed=1, progress=False, on_step=stop)
+        train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False, on_step=stop)
     with pytest.raises(RunError, match=r"seed 1 \(this call: 5\); pass --overwrite"):
-        train(run, synth_root, category, "smoke", "random", seed=5, progress=False, resume=True)
+        train(synth_root, category, run, profile="smoke", teacher="random", seed=5, progress=False, resume=True)
     with pytest.raises(RunError, match=r"profile 'smoke' \(this call: 'cpu'\)"):
-        train(run, synth_root, category, "cpu", "random", seed=1, progress=False, resume=True)
+        train(synth_root, category, run, profile="cpu", teacher="random", seed=1, progress=False, resume=True)
 
 
 def test_demo_keeps_runs_of_different_profiles_apart(synth_root, category, tmp_path, monkeypatch):
@@ -131,7 +131,7 @@ def test_checkpoint_newer_format_other_arch_and_garbage(tmp_path):
 
 
 def test_checkpoint_with_wrong_shapes_is_refused(trained, tmp_path):
-    ck = checkpoint.load(trained)
+    ck = checkpoint.load(trained / "glance.pt")
     ck["models"]["glance"]["local_net.conv1.weight"] = torch.zeros(3, 3, 3, 3)
     torch.save(ck, tmp_path / "bad.pt")
     with pytest.raises(checkpoint.CheckpointError, match="do not fit"):
@@ -139,7 +139,7 @@ def test_checkpoint_with_wrong_shapes_is_refused(trained, tmp_path):
 
 
 def test_nan_loss_stops_training_and_keeps_last_checkpoint(synth_root, category, tmp_path, monkeypatch):
-    import glance_lite.train as tr
+    import glance_lite.training as tr
     real = tr.global_step
     calls = {"n": 0}
 
@@ -150,14 +150,14 @@ def test_nan_loss_stops_training_and_keeps_last_checkpoint(synth_root, category,
 
     monkeypatch.setattr(tr, "global_step", poisoned)
     with pytest.raises(TrainingDiverged, match="step 2"):
-        train(tmp_path / "r", synth_root, category, "smoke", "random", seed=1, progress=False)
+        train(synth_root, category, tmp_path / "r", profile="smoke", teacher="random", seed=1, progress=False)
     ck = checkpoint.load(tmp_path / "r" / "checkpoint.pt")
     assert ck["phase"] == "train" and ck["step"] == 2
     assert all(torch.isfinite(v).all() for v in ck["models"]["glance"].values() if v.is_floating_point())
 
 
 def test_evaluate_writes_metrics_and_rescorable_scores(trained, synth_root, category, tmp_path):
-    m = evaluate(trained.parent, synth_root, category, tmp_path / "ev")
+    m = evaluate(trained, synth_root, category, out_dir=tmp_path / "ev")
     saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     for key in ("pro", "pixel_auroc", "image_auroc", "per_defect"):
         assert key in saved
@@ -166,7 +166,7 @@ def test_evaluate_writes_metrics_and_rescorable_scores(trained, synth_root, cate
     assert scores.s_iad.shape[0] == len(meta["labels"]) == m["n_images"]
     assert scores.grid.align == saved["grid_align"] == 2  # the grid the scores were computed on
     # re-scoring from the stored s_IAD / s_DAD reproduces the stored metrics
-    from glance_lite.evaluate import metrics_for
+    from glance_lite.evaluation import metrics_for
     from glance_lite.data import load_mvtec
     again = metrics_for(scores, load_mvtec(synth_root, category, "test"), saved["lambda_s"], 5.0)
     assert again["pro"] == pytest.approx(saved["pro"], abs=1e-6)
@@ -212,31 +212,31 @@ def test_cli_help_for_every_subcommand(capsys):
 def test_overwrite_retrains_even_with_an_old_local_net(synth_root, category, trained, tmp_path):
     import shutil
     run = tmp_path / "r"
-    shutil.copytree(trained.parent, run)
-    path = train(run, synth_root, category, "smoke", "random", seed=1, progress=False, overwrite=True)
-    assert (run / "local.pt").exists() and path.exists()
+    shutil.copytree(trained, run)
+    path = train(synth_root, category, run, profile="smoke", teacher="random", seed=1, progress=False, overwrite=True)
+    assert (run / "local.pt").exists() and (path / "glance.pt").exists()
 
 
 def test_evaluate_uses_the_runs_own_profile_overrides(synth_root, category, tmp_path):
     """A run trained with overrides (grid, lambda_s, paper architecture) is evaluated with them."""
     prof = get_profile("smoke", grid_per_side=4, lambda_s=0.5, global_arch="paper", train_steps=2)
-    run = train(tmp_path / "r", synth_root, category, prof, "random", seed=2, progress=False)
-    m = evaluate(run.parent, synth_root, category, tmp_path / "ev", figure=False)
+    run = train(synth_root, category, tmp_path / "r", profile=prof, teacher="random", seed=2, progress=False)
+    m = evaluate(run, synth_root, category, out_dir=tmp_path / "ev", figure=False)
     assert m["grid_per_side"] == 4 and m["lambda_s"] == 0.5 and m["global_arch"] == "paper"
-    assert load_model(run)[0].global_net.arch == "paper"
-    m = evaluate(run.parent, synth_root, category, tmp_path / "ev2", lambda_s=0.9, figure=False)
+    assert load_model(run).global_net.arch == "paper"
+    m = evaluate(run, synth_root, category, out_dir=tmp_path / "ev2", lambda_s=0.9, figure=False)
     assert m["lambda_s"] == 0.9  # an explicit argument overrides, and is recorded
 
 
 def test_evaluate_reports_the_context_diagnostic(trained, synth_root, category, tmp_path):
-    m = evaluate(trained.parent, synth_root, category, tmp_path / "ev", figure=False)
+    m = evaluate(trained, synth_root, category, out_dir=tmp_path / "ev", figure=False)
     assert set(m["context"]) == {"r2_global", "r2_position_mean", "r2_constant", "dad_auroc_stains"}
     assert 0.0 <= m["context"]["dad_auroc_stains"] <= 1.0
     assert m["amp"] == "float32"
 
 
 def test_figure_shows_every_defect_type_first():
-    from glance_lite.evaluate import figure_picks
+    from glance_lite.evaluation import figure_picks
     defects = ["good", "burn", "burn", "burn", "swap", "swap", "missing", "good"]
     labels = [0, 1, 1, 1, 1, 1, 1, 0]
     assert figure_picks(defects, labels, n=4) == [1, 4, 6, 2]

@@ -19,7 +19,7 @@ from glance_lite.cli import main
 from glance_lite.metrics import au_pro, evaluate_maps
 from glance_lite.model import load_model
 from glance_lite.profiles import get_profile
-from glance_lite.train import train
+from glance_lite.training import train
 
 # a smoke profile with enough steps to be killed in the middle of the Global-Net phase
 PROFILE = dict(train_steps=30, checkpoint_every=5)
@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     import sys, os, warnings
     warnings.simplefilter("ignore")
     from glance_lite.profiles import get_profile
-    from glance_lite.train import train
+    from glance_lite.training import train
     import glance_lite.checkpoint as ck
     run, data, cat, kill_in_save = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     if kill_in_save:
@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent("""
                 os.kill(os.getpid(), 9)
             return real_save(obj, f, *a, **k)
         ck.torch.save = dying_save
-    train(run, data, cat, get_profile("smoke", train_steps=30, checkpoint_every=5), "random",
+    train(data, cat, run, profile=get_profile("smoke", train_steps=30, checkpoint_every=5), teacher="random",
           seed=3, progress=False, resume=True)
 """)
 
@@ -48,8 +48,8 @@ SCRIPT = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def reference(synth_root, category, tmp_path_factory):
     run = tmp_path_factory.mktemp("ref") / "run"
-    return load_model(train(run, synth_root, category, get_profile("smoke", **PROFILE), "random",
-                            seed=3, progress=False))[0].state_dict()
+    return load_model(train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random",
+                            seed=3, progress=False)).state_dict()
 
 
 def _same(a, b):
@@ -76,9 +76,9 @@ def test_sigkill_mid_training_then_resume_equals_uninterrupted(synth_root, categ
     assert not (run / "glance.pt").exists()
     ck = checkpoint.load(run / "checkpoint.pt")
     assert ck["phase"] == "train" and ck["step"] % 5 == 0 and ck["step"] >= 10
-    path = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    path = train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                  progress=False, resume=True)
-    assert _same(load_model(path)[0].state_dict(), reference)
+    assert _same(load_model(path).state_dict(), reference)
 
 
 def test_local_net_only_then_the_rest_equals_one_call(synth_root, category, reference, tmp_path):
@@ -86,28 +86,28 @@ def test_local_net_only_then_the_rest_equals_one_call(synth_root, category, refe
     decoder, and no glance.pt; a later train() continues and ends with the reference weights."""
     from glance_lite.model import load_local
     run = tmp_path / "run"
-    local = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    local = train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                   progress=False, until="finetune")
-    assert local == run / "local.pt" and not (run / "glance.pt").exists()
+    assert local == run and (run / "local.pt").exists() and not (run / "glance.pt").exists()
     logged = [json.loads(ln)["phase"] for ln in (run / "log.jsonl").read_text().splitlines()]
     assert set(logged) == {"distill", "finetune"}
-    model, config = load_local(local)
-    assert config["category"] == category
+    model = load_local(local)
+    assert model.config["category"] == category
     assert _same(model.local_net.state_dict(), {k[len("local_net."):]: v for k, v in reference.items()
                                                 if k.startswith("local_net.")})
     assert _same(model.decoder.state_dict(), {k[len("decoder."):]: v for k, v in reference.items()
                                               if k.startswith("decoder.")})
-    assert train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    assert train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                  progress=False, resume=True, until="finetune") == local  # already there: reused
-    path = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    path = train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                  progress=False, resume=True)
-    assert _same(load_model(path)[0].state_dict(), reference)
+    assert _same(load_model(path).state_dict(), reference)
     # chapter 2 run again after chapter 4 finished the model: still Local-Net, not glance.pt
-    assert train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    assert train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                  progress=False, resume=True, until="finetune") == local
     load_local(local)
     with pytest.raises(ValueError, match="until must be"):
-        train(run, synth_root, category, get_profile("smoke"), "random", until="distill")
+        train(synth_root, category, run, profile=get_profile("smoke"), teacher="random", until="distill")
 
 
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(synth_root, category, reference, tmp_path):
@@ -119,9 +119,9 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(synth_root, c
     assert ck["step"] > 0
     leftovers = [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     assert leftovers, "the kill should have left a half-written temp file behind"
-    path = train(run, synth_root, category, get_profile("smoke", **PROFILE), "random", seed=3,
+    path = train(synth_root, category, run, profile=get_profile("smoke", **PROFILE), teacher="random", seed=3,
                  progress=False, resume=True)
-    assert _same(load_model(path)[0].state_dict(), reference)
+    assert _same(load_model(path).state_dict(), reference)
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")], "stale temp files are cleaned on resume"
 
 

@@ -22,16 +22,17 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..idw import idw_maps
+from ..idw import IDW_POWER, idw_maps
 from ..fast_local import grid_local_features
 from ..local_net import FEATURE_DIM, LocalNet
 from ..patches import PatchGrid
 from ..teacher import normalize
-from .common import DEFAULT_MAX_BYTES, check_bank_size, nearest_distances
+from ..neighbours import nearest_distances
+from .common import DEFAULT_MAX_BYTES, check_bank_size
 
 
 def load_local_net(path: str | Path) -> LocalNet:
-    """The pre-trained Local-Net stored in RUN/local.pt (written by train.py), in eval mode."""
+    """The pre-trained Local-Net stored in RUN/local.pt (written by training.py), in eval mode."""
     ck = checkpoint.load(path)
     if "local_net" not in ck.get("models", {}):
         raise checkpoint.CheckpointError(f"{path} holds no pre-trained Local-Net")
@@ -50,7 +51,7 @@ def local_bank_bytes(n_images: int, grid: PatchGrid, max_bank_bytes: int = DEFAU
 class LocalOnly:
     """Nearest-neighbour patch scores in Local-Net feature space (no Global-Net, no heads)."""
 
-    def __init__(self, local_net: LocalNet, grid: PatchGrid = PatchGrid(), power: float = 5.0,
+    def __init__(self, local_net: LocalNet, grid: PatchGrid = PatchGrid(), power: float = IDW_POWER,
                  chunk: int = 400, max_bank_bytes: int = DEFAULT_MAX_BYTES):
         self.net = local_net.eval().requires_grad_(False)
         self.grid, self.power, self.chunk = grid, power, chunk
@@ -82,6 +83,6 @@ class LocalOnly:
         z = self.embed(images)
         return nearest_distances(z.flatten(0, 1), self.bank).view(z.shape[:2]).cpu()
 
-    def maps(self, images: torch.Tensor) -> torch.Tensor:
+    def anomaly_maps(self, images: torch.Tensor) -> torch.Tensor:
         """Images `(N,3,256,256)` -> score maps `(N,256,256)` via the raster grid and IDW."""
         return idw_maps(self.patch_scores(images), self.grid, self.power)

@@ -124,7 +124,14 @@ class MFFALite:
         self.nns_norm = MinMax.fit(self.nns.raw_maps(val))
         self.gauss_norm = MinMax.fit(self.gauss.raw_maps(val))
 
-    def score(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def anomaly_maps(self, images: torch.Tensor, method: str = "amc") -> torch.Tensor:
+        """Test images `(N,3,256,256)` -> the maps `(N,256,256)` of one branch: "nns", "gaussian"
+        or "amc" (MFFA's combined map)."""
+        if method not in ("nns", "gaussian", "amc"):
+            raise ValueError(f"unknown MFFA-lite method {method!r}; expected nns, gaussian or amc")
+        return self.timed_maps(images)[0][method]
+
+    def timed_maps(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Test images `(N,3,256,256)` -> ({"nns","gaussian","amc"}: maps `(N,256,256)`, seconds each).
 
         The AMC time is the NNS time + the Gaussian time + the product and smoothing.

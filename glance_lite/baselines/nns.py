@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (DEFAULT_MAX_BYTES, check_bank_size, fill_batches, nearest_distances, resnet_features,
-                     single_thread, upsample)
+from ..neighbours import nearest_distances
+from .common import DEFAULT_MAX_BYTES, check_bank_size, fill_batches, resnet_features, single_thread, upsample
 
 NNS_LAYERS = ("layer2", "layer3")
 

@@ -31,7 +31,7 @@ LABELS = ("normal", "cutpaste", "scar")
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
-    """The randomness of PSG step `step`: a pure function of (seed, step), like train.py's."""
+    """The randomness of PSG step `step`: a pure function of (seed, step), like training.py's."""
     return torch.Generator().manual_seed(zlib.crc32(f"{seed}/psg/{step}".encode()))
 
 

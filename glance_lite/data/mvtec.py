@@ -86,6 +86,33 @@ def _image_files(folder: Path, what: str) -> List[Path]:
     return files
 
 
+def _train_entries(cat_dir: Path) -> list[tuple[Path, str, Path | None]]:
+    """(image path, defect name, mask path or None) of train/good."""
+    return [(f, GOOD, None) for f in _image_files(cat_dir / "train" / GOOD, "anomaly-free training images in train/good")]
+
+
+def _test_entries(cat_dir: Path) -> list[tuple[Path, str, Path | None]]:
+    """(image path, defect name, mask path or None) of every test/<defect> folder, good first;
+    DataError for a defective image without its mask."""
+    test_dir = cat_dir / "test"
+    if not test_dir.is_dir():
+        raise DataError(f"missing folder {test_dir}: expected test/<defect>/ image folders")
+    defect_dirs = sorted(_visible_dirs(test_dir), key=lambda p: (p.name != GOOD, p.name))
+    if not defect_dirs:
+        raise DataError(f"folder {test_dir} has no defect folders: expected e.g. test/good/")
+    entries = []
+    for d in defect_dirs:
+        gt_dir = cat_dir / "ground_truth" / d.name
+        mask_index = _mask_index(gt_dir) if d.name != GOOD else {}
+        for f in _image_files(d, f"test images of defect type {d.name!r}"):
+            mask = mask_index.get(f.stem)
+            if d.name != GOOD and mask is None:
+                raise DataError(f"defective test image {f} has no mask: expected "
+                                f"{gt_dir / (f.stem + '_mask.png')}")
+            entries.append((f, d.name, mask if d.name != GOOD else None))
+    return entries
+
+
 def load_mvtec(root: PathLike, category: str, split: str = "train", image_size: int = 256) -> MVTecSplit:
     """Load one split of one MVTec-AD-layout category.
 
@@ -112,32 +139,7 @@ def load_mvtec(root: PathLike, category: str, split: str = "train", image_size: 
         raise DataError(f"unknown category {category!r} in {root}: found categories "
                         f"{found if found else '(none)'}")
 
-    # (image path, defect name, mask path or None)
-    entries = []
-    if split == "train":
-        for f in _image_files(cat_dir / "train" / GOOD, "anomaly-free training images in train/good"):
-            entries.append((f, GOOD, None))
-    else:
-        test_dir = cat_dir / "test"
-        if not test_dir.is_dir():
-            raise DataError(f"missing folder {test_dir}: expected test/<defect>/ image folders")
-        defect_dirs = _visible_dirs(test_dir)
-        defect_dirs.sort(key=lambda p: (p.name != GOOD, p.name))  # good first
-        if not defect_dirs:
-            raise DataError(f"folder {test_dir} has no defect folders: expected e.g. test/good/")
-        for d in defect_dirs:
-            gt_dir = cat_dir / "ground_truth" / d.name
-            mask_index = _mask_index(gt_dir) if d.name != GOOD else {}
-            for f in _image_files(d, f"test images of defect type {d.name!r}"):
-                if d.name == GOOD:
-                    entries.append((f, GOOD, None))
-                    continue
-                mask = mask_index.get(f.stem)
-                if mask is None:
-                    raise DataError(f"defective test image {f} has no mask: expected "
-                                    f"{gt_dir / (f.stem + '_mask.png')}")
-                entries.append((f, d.name, mask))
-
+    entries = _train_entries(cat_dir) if split == "train" else _test_entries(cat_dir)
     n, s = len(entries), image_size
     images = torch.empty(n, 3, s, s)
     masks = torch.zeros(n, 1, s, s)
