@@ -41,9 +41,8 @@ from .fast_global import features_at, hole_free_front, window_side
 from .diagnostics import r2
 from .fast_local import grid_local_features
 from .heads import dad_score
-from .local_net import PATCH_SIZE
 from .losses import joint_loss
-from .patches import PatchGrid, crop
+from .patches import PATCH_SIZE, PatchGrid, crop
 from .scoring import patch_features
 from .stains import add_stains, context_stains
 from .teacher import normalize

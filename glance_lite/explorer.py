@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .idw import idw_maps
+from .idw import IDW_POWER, idw_maps
 from .metrics import au_pro, image_auroc, image_scores, pixel_auroc
 from .scoring import PatchScores
 from .teacher import on_colab
@@ -249,7 +249,7 @@ class ExplorerData:
 
     @classmethod
     def from_scores(cls, scores: PatchScores, masks, labels, defects, images=None,
-                    power: float = 5.0) -> "ExplorerData":
+                    power: float = IDW_POWER) -> "ExplorerData":
         """Build from PatchScores (e.g. `evaluate.load_scores`) and the test split's ground truth."""
         mi = idw_maps(scores.s_iad, scores.grid, power).numpy().astype(np.float32)
         md = idw_maps(scores.s_dad, scores.grid, power).numpy().astype(np.float32)

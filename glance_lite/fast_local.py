@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from .local_net import PATCH_SIZE, LocalNet
-from .patches import gather_windows
+from .local_net import LocalNet
+from .patches import PATCH_SIZE, gather_windows
 
 POOL = 2  # the 2x2/2 max-pool between conv1 and conv2 (Tab. 1)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PATCH_SIZE = 33
+from .patches import PATCH_SIZE  # the input side of Tab. 1
+
 FEATURE_DIM = 128
 LOCAL_SLOPE = 5e-3  # negative slope of every LeakyReLU in Tab. 1 of the supplementary
 

@@ -91,16 +91,22 @@ def _file(run: str | Path, name: str) -> Path:
     return run / name if run.is_dir() else run
 
 
+def _load(run: str | Path, name: str, part: str, what: str) -> tuple[Glance, dict, Path]:
+    """A Glance with the run's profile and config, and the checkpoint RUN/name that holds `part`."""
+    path = _file(run, name)
+    ckpt = checkpoint.load(path)
+    if part not in ckpt.get("models", {}):
+        raise checkpoint.CheckpointError(f"{path} holds no {what} (phase {ckpt.get('phase')!r})")
+    model = Glance(profile_from_config(ckpt["config"]["profile"]))
+    model.config = ckpt["config"]
+    return model, ckpt["models"], path
+
+
 def load_model(run: str | Path, device: str | torch.device = "cpu") -> Glance:
     """A trained model from a run folder (or its glance.pt) -> Glance in eval mode, with the
     run's profile (`model.profile`) and config.json (`model.config`)."""
-    path = _file(run, "glance.pt")
-    ckpt = checkpoint.load(path)
-    if "glance" not in ckpt.get("models", {}):
-        raise checkpoint.CheckpointError(f"{path} holds no trained Glance model (phase {ckpt.get('phase')!r})")
-    model = Glance(profile_from_config(ckpt["config"]["profile"]))
-    model.config = ckpt["config"]
-    checkpoint.load_state(model, ckpt["models"]["glance"], path, "Glance")
+    model, states, path = _load(run, "glance.pt", "glance", "trained Glance model")
+    checkpoint.load_state(model, states["glance"], path, "Glance")
     return model.to(device).eval()
 
 
@@ -108,12 +114,7 @@ def load_local(run: str | Path, device: str | torch.device = "cpu") -> Glance:
     """Local-Net after pre-training from a run folder (or its local.pt; `train(...,
     until="finetune")`) -> a Glance model in eval mode whose Local-Net and decoder D are the
     trained ones. Its Global-Net and DAD head are untrained; use them only after `load_model`."""
-    path = _file(run, "local.pt")
-    ckpt = checkpoint.load(path)
-    if "local_net" not in ckpt.get("models", {}):
-        raise checkpoint.CheckpointError(f"{path} holds no pre-trained Local-Net (phase {ckpt.get('phase')!r})")
-    model = Glance(profile_from_config(ckpt["config"]["profile"]))
-    model.config = ckpt["config"]
-    checkpoint.load_state(model.local_net, ckpt["models"]["local_net"], path, "Local-Net")
-    checkpoint.load_state(model.decoder, ckpt["models"]["decoder"], path, "decoder")
+    model, states, path = _load(run, "local.pt", "local_net", "pre-trained Local-Net")
+    checkpoint.load_state(model.local_net, states["local_net"], path, "Local-Net")
+    checkpoint.load_state(model.decoder, states["decoder"], path, "decoder")
     return model.to(device).eval()

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from . import __version__
 from .data import OneClassSplit, distillation_images_or_offline, random_crops
 from .heads import dad_score, iad_score
-from .local_net import PATCH_SIZE
+from .patches import PATCH_SIZE
 from .losses import joint_loss, local_loss
 from .metrics import image_auroc
 from .model import Glance, load_model, save_model

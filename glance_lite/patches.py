@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+PATCH_SIZE = 33  # the side of a patch p, Sec. 3 (supp. Tab. 1's input)
+
 
 def gather_windows(x: torch.Tensor, index: torch.Tensor, top_left: torch.Tensor, size: int) -> torch.Tensor:
     """Square crops of x `(N,C,H,W)`: crop b is x[index[b]] at top_left[b] `(B,2)` -> `(B,C,size,size)`.
@@ -57,7 +59,7 @@ def random_top_left(n: int, image_size: int, size: int,
     return torch.randint(0, image_size - size + 1, (n, 2), generator=generator)
 
 
-def patch_on_defect(mask: torch.Tensor, size: int = 33) -> tuple[int, int]:
+def patch_on_defect(mask: torch.Tensor, size: int = PATCH_SIZE) -> tuple[int, int]:
     """Top-left corner (row, col) of a size x size patch centred *inside* a defect mask `(H,W)`
     (or `(1,H,W)`), kept inside the image; the image's centre for an empty mask.
 
@@ -82,7 +84,7 @@ class PatchGrid:
     """The raster grid of Sec. 3.3: `per_side`^2 patches spread uniformly over the image."""
 
     image_size: int = 256
-    patch_size: int = 33
+    patch_size: int = PATCH_SIZE
     per_side: int = 20
     align: int = 2  # corners are multiples of this (2: Local-Net's pool1 aligns, fast_local.py)
 

@@ -32,10 +32,9 @@ from .devices import amp_dtype_for, resolve_device
 from .data import distillation_images_or_offline, load_mvtec, random_crops
 from .context_train import (context_step, fit_prior, fit_residual_model, hard_gamma, lattice, layout_r2,
                             local_targets)
-from .local_net import PATCH_SIZE
 from .losses import joint_loss, local_loss
 from .model import Glance, save_model
-from .patches import crop, hole_masks, random_top_left
+from .patches import PATCH_SIZE, crop, hole_masks, random_top_left
 from .profiles import Profile, get_profile
 from .stains import add_stains
 from .teacher import Teacher, load_teacher, normalize, resolve_teacher

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .heads import DADHead, dad_score
-from .patches import crop, hole_masks
+from .patches import PATCH_SIZE, crop, hole_masks
 from .teacher import normalize
 
 
@@ -35,7 +35,7 @@ class PatchSample:
 
 
 def sample_patches(masks: torch.Tensor, n_patches: int = 800, only_abnormal: bool = True,
-                   labels: torch.Tensor | None = None, size: int = 33, seed: int = 0) -> PatchSample:
+                   labels: torch.Tensor | None = None, size: int = PATCH_SIZE, seed: int = 0) -> PatchSample:
     """Draw `n_patches` random patches from the defective images (labels == 1, or images with a
     non-empty mask) and keep those with a positive anomalous-area ratio when `only_abnormal`."""
     masks = masks[:, 0] if masks.dim() == 4 else masks
@@ -61,8 +61,8 @@ def pair_features(local_net, global_net, images: torch.Tensor, sample: PatchSamp
     for s in range(0, len(sample.ratio), batch):
         idx, tl = sample.image_index[s:s + batch], sample.top_left[s:s + batch]
         imgs = images[idx]
-        zl.append(local_net(normalize(crop(imgs, tl[:, None], 33)[:, 0])))
-        zg.append(global_net(normalize(imgs), hole_masks(tl, imgs.shape[-1], 33)))
+        zl.append(local_net(normalize(crop(imgs, tl[:, None], PATCH_SIZE)[:, 0])))
+        zg.append(global_net(normalize(imgs), hole_masks(tl, imgs.shape[-1], PATCH_SIZE)))
     return torch.cat(zl), torch.cat(zg)
 
 

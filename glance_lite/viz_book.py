@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .patches import PATCH_SIZE
+
 ArrayLike = Any  # a torch.Tensor or a numpy array
 
 
@@ -152,7 +154,7 @@ def r2_bars(r2: Mapping[str, float], names: Mapping[str, str], title: str = "") 
 
 
 def raster_grid_figure(image: ArrayLike, top_left: ArrayLike, centres: ArrayLike,
-                       boxes: Sequence[int] = (), patch_size: int = 33, title: str | None = None) -> Figure:
+                       boxes: Sequence[int] = (), patch_size: int = PATCH_SIZE, title: str | None = None) -> Figure:
     """An image with the raster grid of test-time patches drawn on it.
 
     The image is `(3, H, W)`; the centres `(P, 2)` (row, col) of the grid's patches are red dots,

@@ -37,7 +37,7 @@ def category():
 
 def pytest_collection_modifyitems(config, items):
     """The book build and the browser are the slow part of the suite: mark them `slow`, so that
-    `pytest -m "not slow"` is the quick loop (README, "Tests")."""
+    `pytest -m "not slow"` is the quick loop (README, "Development")."""
     for item in items:
         if "book_html" in getattr(item, "fixturenames", ()) or item.module.__name__ == "test_browser":
             item.add_marker(pytest.mark.slow)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..patches import PATCH_SIZE
 from .errors import DataError
 from .images import PathLike, list_image_files, load_image
 
@@ -217,7 +218,7 @@ def distillation_images_or_offline(source: Union[str, PathLike] = "sklearn",
         return distillation_images("sklearn"), "sklearn"
 
 
-def random_crops(images: torch.Tensor, n: int, size: int = 33,
+def random_crops(images: torch.Tensor, n: int, size: int = PATCH_SIZE,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """``n`` random size x size crops from random images, gathered in one indexing op.
 
