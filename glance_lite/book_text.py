@@ -28,14 +28,15 @@ def glue(name: str, value: Any) -> None:
     A Markdown cell of the same page shows it with the glue:text role (the key, then a format such
     as .3f). Wraps `myst_nb.glue(name, value, display=False)`; numpy and 0-d torch scalars become
     Python numbers first (their text form must read back as a number). Without myst-nb (Colab, a
-    plain Jupyter) it does nothing, and the cell prints the value anyway. Serves the prose of ch. 1,
-    6 and 10. Returns None, so a call that ends a cell shows nothing.
+    plain Jupyter) it prints `name = value`: the Colab export of a chapter (book/_tools/
+    colab_export.py) replaces the role by "[printed above: name]". Returns None.
     """
     if isinstance(value, (torch.Tensor, np.generic)):
         value = value.item()
     try:
         from myst_nb import glue as _myst_glue
     except ImportError:
+        print(f"{name} = {value:.4g}" if isinstance(value, float) else f"{name} = {value}")
         return
     _myst_glue(name, value, display=False)
 

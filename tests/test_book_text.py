@@ -28,7 +28,7 @@ def test_api_table_lists_public_functions_and_unimportable_modules():
     assert lines[-1].startswith("| `glance_lite.no_such_module` | - | not available here")
 
 
-def test_glue_turns_scalars_into_plain_numbers_and_works_without_myst_nb(monkeypatch):
+def test_glue_turns_scalars_into_plain_numbers_and_works_without_myst_nb(monkeypatch, capsys):
     seen = []
     fake = type(sys)("myst_nb")
     fake.glue = lambda name, value, display=True: seen.append((name, value, display))
@@ -36,6 +36,8 @@ def test_glue_turns_scalars_into_plain_numbers_and_works_without_myst_nb(monkeyp
     assert glue("a", np.float64(0.25)) is None          # None: a glue call that ends a cell shows nothing
     glue("b", torch.tensor(3))
     assert seen == [("a", 0.25, False), ("b", 3, False)] and type(seen[0][1]) is float
-    monkeypatch.setitem(sys.modules, "myst_nb", None)                   # not installed: a no-op
+    assert capsys.readouterr().out == ""                                # the build: the prose shows it
+    monkeypatch.setitem(sys.modules, "myst_nb", None)                   # not installed (Colab): printed
     book_text.glue("c", "lower")
-    assert len(seen) == 2
+    book_text.glue("d", np.float64(0.123456))
+    assert len(seen) == 2 and capsys.readouterr().out == "c = lower\nd = 0.1235\n"
