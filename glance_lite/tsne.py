@@ -96,26 +96,32 @@ def embed(dissimilarity: np.ndarray, seed: int = 0, perplexity: float = 30.0) ->
     return tsne.fit_transform(dissimilarity)
 
 
-def separation(embedding: np.ndarray, n_local: int) -> float:
-    """How far apart local (first n_local rows) and global points lie, relative to their spread:
-    distance between the two centroids divided by the mean distance of points to their centroid."""
-    a, b = embedding[:n_local], embedding[n_local:]
-    spread = (np.linalg.norm(a - a.mean(0), axis=1).mean() + np.linalg.norm(b - b.mean(0), axis=1).mean()) / 2
-    return float(np.linalg.norm(a.mean(0) - b.mean(0)) / max(spread, 1e-12))
+def separation(dissimilarity: np.ndarray, n_local: int) -> float:
+    """How well a head's dissimilarity tells local features (first n_local rows) from global
+    ones (the rest): the silhouette of the two groups under the precomputed `dissimilarity`
+    (P,P), in [-1, 1]; about 0 when Z_l and Z_g are mixed, 1 when each group is tight and far from
+    the other. Measured on the dissimilarities, not on the t-SNE layout, whose distances mean little."""
+    from sklearn.metrics import silhouette_score
+    labels = np.r_[np.zeros(n_local, dtype=int), np.ones(dissimilarity.shape[0] - n_local, dtype=int)]
+    d = np.array(dissimilarity, dtype=np.float64)
+    np.fill_diagonal(d, 0.0)
+    return float(silhouette_score(d, labels, metric="precomputed"))
 
 
 def feature_views(model, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None = None,
                   n_patches: int = 800, seed: int = 0) -> dict:
-    """Everything Fig. 5 needs for one category: {"ratio", "iad", "dad", "n"} where "iad"/"dad"
-    are (2M,2) embeddings, local features first (M rows), then global (M rows)."""
+    """Everything Fig. 5 needs for one category: {"ratio", "n", "iad", "dad", "iad_dissimilarity",
+    "dad_dissimilarity"}: "iad"/"dad" are (2M,2) t-SNE embeddings of the (2M,2M) dissimilarities,
+    local features first (M rows), then global (M rows)."""
     sample = sample_patches(masks, n_patches, labels=labels, seed=seed)
     if len(sample.ratio) < 4:
         raise ValueError(f"only {len(sample.ratio)} abnormal patches among {n_patches}; draw more")
     zl, zg = pair_features(model.local_net, model.global_net, images, sample)
     scaler = getattr(model, "scaler", None)  # Z_l in the units Global-Net predicts (context_train.py)
     feats = torch.cat([scaler(zl) if scaler is not None else zl, zg])
-    return {"ratio": sample.ratio.numpy(), "n": len(sample.ratio),
-            "iad": embed(iad_dissimilarity(feats), seed), "dad": embed(dad_dissimilarity(model.head, feats), seed)}
+    d_iad, d_dad = iad_dissimilarity(feats), dad_dissimilarity(model.head, feats)
+    return {"ratio": sample.ratio.numpy(), "n": len(sample.ratio), "iad": embed(d_iad, seed),
+            "dad": embed(d_dad, seed), "iad_dissimilarity": d_iad, "dad_dissimilarity": d_dad}
 
 
 def plot_views(views: dict, title: str = "", axes=None):
@@ -131,7 +137,8 @@ def plot_views(views: dict, title: str = "", axes=None):
                         label="local Z_l")
         ax.scatter(e[n:, 0], e[n:, 1], c=ratio, cmap="viridis", marker="^", s=18, vmin=0, vmax=1,
                    edgecolors="k", linewidths=0.3, label="global Z_g")
-        ax.set_title(f"{title} - {key.upper()} view (separation {separation(e, n):.2f})", fontsize=9)
+        sep = separation(views[f"{key}_dissimilarity"], n)
+        ax.set_title(f"{title} - {key.upper()} view (separation {sep:.2f})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7, loc="best")

@@ -315,7 +315,11 @@ def test_tsne_dissimilarities_are_proper():
         assert d.shape == (12, 12) and np.allclose(d, d.T) and np.all(np.diag(d) == 0) and (d >= 0).all()
     np.testing.assert_allclose(iad_dissimilarity(feats)[0, 1], ((feats[0] - feats[1]) ** 2).mean().item(), rtol=1e-6)
     e = embed(iad_dissimilarity(feats), seed=0)
-    assert e.shape == (12, 2) and np.isfinite(separation(e, 6))
+    assert e.shape == (12, 2)
+    # separation is measured on the dissimilarities (the silhouette of local vs global rows)
+    apart = torch.cat([torch.zeros(6, 128), torch.full((6, 128), 5.0)]) + 0.01 * feats
+    assert separation(iad_dissimilarity(apart), 6) > 0.9
+    assert abs(separation(iad_dissimilarity(feats), 6)) < 0.2  # two halves of one cloud: mixed
 
 
 def test_tsne_samples_only_abnormal_patches():

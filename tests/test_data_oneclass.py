@@ -140,3 +140,12 @@ def test_flowers102_with_fake_data(monkeypatch):
     assert x.shape == (4, 3, 128, 128)
     # four of five, spread over the set (0, 1, 3, 4): the third one is photograph 3
     assert torch.allclose(x[2, :, 64, 64], torch.tensor([120, 90, 30]) / 255.0, atol=1e-6)
+
+
+def test_subset_keeps_the_protocol_on_less_data():
+    from glance_lite.data import one_class_split
+    split = one_class_split("digits", 3)
+    small = split.subset(20, 5)
+    assert len(small.train) == 20 and torch.equal(small.train, split.train[:20])
+    assert small.test_labels.tolist() == [0] * 5 + [1] * 5
+    assert torch.equal(small.test[:5], split.test[split.test_labels == 0][:5])

@@ -46,6 +46,12 @@ class OneClassSplit:
     test: torch.Tensor
     test_labels: torch.Tensor
 
+    def subset(self, n_train: int, n_test_per_label: int) -> "OneClassSplit":
+        """The first `n_train` training images and the first `n_test_per_label` normal and outlier
+        test images (the order is already random): the same protocol on less data."""
+        keep = torch.cat([torch.nonzero(self.test_labels == y).flatten()[:n_test_per_label] for y in (0, 1)])
+        return OneClassSplit(self.train[:n_train], self.test[keep], self.test_labels[keep])
+
 
 def _to_float_nchw(x: np.ndarray, scale: float) -> torch.Tensor:
     """uint8/float array (N, H, W) or (N, H, W, 3) -> FloatTensor (N, 3, H, W) in [0, 1]."""
