@@ -79,8 +79,13 @@ def run_record(prof, teacher: str) -> dict:
     import platform
     import subprocess
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    cpu = Path("/proc/cpuinfo")
+    model = next((ln.split(":", 1)[1].strip() for ln in (cpu.read_text().splitlines() if cpu.exists() else [])
+                  if ln.startswith("model name")), platform.processor() or platform.machine())
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit.stdout.strip() or None, "machine": platform.processor() or platform.machine(),
+            "commit": (commit.stdout.strip() + ("+changes" if dirty else "")) or None, "machine": model,
             "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "profile": prof.to_dict(), "teacher": teacher}
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         prof = get_profile(args.profile, **overrides)
     except ValueError as e:  # an unknown profile, or a --set value out of range
         raise SystemExit(f"accuracy.py: {e}") from None
+    record = run_record(prof, args.teacher)  # at the start: the commit that ran
     real = Path(args.real)
     sets = {c: Path(args.data) for c in SYNTHETIC_CATEGORIES}
     if real.is_dir():
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / f"accuracy-{tag}.md").write_text(text + "\n")
     (res_dir / f"accuracy-{tag}.json").write_text(json.dumps(results, indent=2))
-    (res_dir / f"accuracy-{tag}.meta.json").write_text(json.dumps(run_record(prof, args.teacher), indent=2))
+    (res_dir / f"accuracy-{tag}.meta.json").write_text(json.dumps(record, indent=2))
     return 0
 
 
