@@ -101,7 +101,7 @@ def evaluate(run: str | Path, data_root: str | Path, category: str, *, out_dir: 
     dev = resolve_device(device)
     model.to(dev)
     t0 = time.perf_counter()
-    scores, features = model._score(split.images, amp, keep=split.labels == 0)
+    scores, features = model.scores_and_features(split.images, amp, keep=split.labels == 0)
     seconds = time.perf_counter() - t0
     result = metrics_for(scores, split, lambda_s, prof.idw_power)
     if len(features[0]):

@@ -43,8 +43,8 @@ class Glance(nn.Module):
         """The raster grid of Sec. 3.3 that this model scores on (the profile's K x K)."""
         return PatchGrid(per_side=self.profile.grid_per_side)
 
-    def _score(self, images: torch.Tensor, amp: str = "auto", keep: torch.Tensor | None = None,
-               batch_images: int = 8) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
+    def scores_and_features(self, images: torch.Tensor, amp: str = "auto", keep: torch.Tensor | None = None,
+                            batch_images: int = 8) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
         """PatchScores of images `(N,3,S,S)`, a few images at a time (bounded memory), and the
         features (scaled Z_l, Z_g) `(M, K*K, 128)` of the images where `keep` `(N,)` is True."""
         self.eval()
@@ -65,12 +65,12 @@ class Glance(nn.Module):
     def score(self, images: torch.Tensor, amp: str = "auto") -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)` (Eq. 11-12).
         amp: "auto" | "bf16" | "fp16" | "off" (devices.amp_dtype_for)."""
-        return self._score(images, amp)[0]
+        return self.scores_and_features(images, amp)[0]
 
     def features(self, images: torch.Tensor, amp: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         """Images `(N,3,256,256)` -> (Z_l, Z_g) `(N, K*K, 128)` as the heads see them: Z_l
         standardised with the run's FeatureScaler when it was trained that way."""
-        return self._score(images, amp, keep=torch.ones(len(images), dtype=torch.bool))[1]
+        return self.scores_and_features(images, amp, keep=torch.ones(len(images), dtype=torch.bool))[1]
 
     def anomaly_maps(self, images: torch.Tensor, amp: str = "auto",
                      lambda_s: float | None = None) -> torch.Tensor:
