@@ -219,7 +219,33 @@ def mismatch_partners(k: int, holes: int, g: torch.Generator) -> torch.Tensor:
     return b // holes * holes + (b % holes + step) % holes
 
 
+def residual_picks(n: int, max_whiten_images: int = 40, max_bank_images: int = 400,
+                   bank: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of n training images (evenly spaced) fit the whitener and fill the bank -> (pick_w, pick_b)."""
+    pick_w = torch.linspace(0, n - 1, min(max_whiten_images, n)).round().long().unique()
+    pick_b = torch.linspace(0, n - 1, min(max_bank_images, n)).round().long().unique() if bank else pick_w
+    return pick_w, pick_b
+
+
 @torch.no_grad()
+def training_residuals(model: nn.Module, images: torch.Tensor, grid: PatchGrid, chunk: int = 48,
+                       batch_images: int = 16, dad: bool = False,
+                       amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Residuals Z_l - Z_g (Z_l scaled) of images `(N,3,S,S)` at every grid patch `(N, K*K, 128)`
+    and, with dad=True, those patches' s_DAD `(N, K*K)` (else None)."""
+    model.eval()
+    res, s_dad = [], []
+    dev = next(model.head.parameters()).device
+    for part in images.split(batch_images):
+        z_l, z_g = patch_features(model.local_net, model.global_net, part, grid, chunk, amp_dtype=amp_dtype)
+        z_l = model.scaler(z_l)
+        res.append(z_l - z_g)
+        if dad:
+            s_dad.append(dad_score(model.head, z_l.flatten(0, 1).to(dev), z_g.flatten(0, 1).to(dev))
+                         .float().cpu().view(z_l.shape[:2]))
+    return torch.cat(res), (torch.cat(s_dad) if dad else None)
+
+
 def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, whiten: bool = True,
                        bank: bool = False, max_whiten_images: int = 40, max_bank_images: int = 400,
                        chunk: int = 48, batch_images: int = 16, dad: bool = False,
@@ -229,24 +255,11 @@ def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, 
     and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`
     (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py).
     amp_dtype: autocast of the feature pass, as for scoring (`devices.amp_dtype_for`)."""
-    n = len(images)
-    pick_w = torch.linspace(0, n - 1, min(max_whiten_images, n)).round().long().unique()
-    pick_b = torch.linspace(0, n - 1, min(max_bank_images, n)).round().long().unique() if bank else pick_w
+    pick_w, pick_b = residual_picks(len(images), max_whiten_images, max_bank_images, bank)
     use = torch.unique(torch.cat([pick_w, pick_b]))
-    model.eval()
-    res, s_dad = [], []
-    dev = next(model.head.parameters()).device
-    for part in use.split(batch_images):
-        z_l, z_g = patch_features(model.local_net, model.global_net, images[part], grid, chunk,
-                                  amp_dtype=amp_dtype)
-        z_l = model.scaler(z_l)
-        res.append(z_l - z_g)
-        if dad:
-            s_dad.append(dad_score(model.head, z_l.flatten(0, 1).to(dev), z_g.flatten(0, 1).to(dev))
-                         .float().cpu().view(z_l.shape[:2]))
-    res = torch.cat(res)                                   # (len(use), K*K, 128)
+    res, s_dad = training_residuals(model, images[use], grid, chunk, batch_images, dad, amp_dtype)
     if whiten:
         model.whitener.fit(res[torch.isin(use, pick_w)])
     if bank:
         in_bank = torch.isin(use, pick_b)
-        model.bank.fit(model.whitener(res[in_bank]), torch.cat(s_dad)[in_bank] if dad else None)
+        model.bank.fit(model.whitener(res[in_bank]), s_dad[in_bank] if dad else None)

@@ -120,6 +120,36 @@ def evaluate(run: str | Path, data_root: str | Path, category: str, *, out_dir: 
     return result
 
 
+SCORING_VARIANTS = ("paper: Eq. 11 and Eq. 12", "+ whitened residual (whiten_iad)",
+                    "+ nearest normal residual (nearest_iad)", "+ calibrated s_DAD (calibrate_dad)")
+
+
+@torch.no_grad()
+def scoring_variants(model: Glance, train_images: torch.Tensor, test: MVTecSplit,
+                     lambda_s: float | None = None) -> dict[str, dict]:
+    """Our scoring deviations (docs/deviations.md) switched on one after another on one trained
+    model: the paper's Eq. 11-12, + the whitened residual, + the nearest normal residual, + the
+    calibrated s_DAD -> {SCORING_VARIANTS[i]: metrics of `split_metrics`}. The networks and features
+    are computed once; each variant only re-fits the whitener and bank as `train` does."""
+    from .context_train import residual_picks, training_residuals
+    from .heads import ResidualBank, ResidualWhitener
+    from .scoring import head_scores
+    prof = model.profile
+    lambda_s = prof.lambda_s if lambda_s is None else lambda_s
+    pick_w, pick_b = residual_picks(len(train_images))
+    res, s_dad = training_residuals(model, train_images, model.grid, prof.score_chunk, dad=True)
+    z_l, z_g = model.features(test.images)
+    whitener = ResidualWhitener().fit(res[pick_w])
+    variants = [(ResidualWhitener(), None), (whitener, None),
+                (whitener, ResidualBank().fit(whitener(res[pick_b]))),
+                (whitener, ResidualBank().fit(whitener(res[pick_b]), s_dad[pick_b]))]
+    out = {}
+    for name, (w, bank) in zip(SCORING_VARIANTS, variants):
+        scores = PatchScores(*head_scores(model.head, z_l, z_g, w, bank), model.grid)
+        out[name] = metrics_for(scores, test, lambda_s, prof.idw_power)
+    return out
+
+
 def figure_picks(defects: list[str], labels: list[int], n: int = 6) -> list[int]:
     """Up to `n` defective images for the figure: the first of each defect type, then the
     second of each, ... so that every type (structural and logical) is shown."""

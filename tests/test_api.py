@@ -110,3 +110,15 @@ def test_accuracy_benchmark_runs_the_papers_recipe(synth_root, tmp_path, load_be
     config = json.loads(next((tmp_path / "runs").rglob("glance_run/config.json")).read_text())
     assert config["profile"]["deviations"]["global_arch"] == "paper"
     assert "| circuit | glance | 0 |" in capsys.readouterr().out
+
+
+def test_scoring_variants_end_at_what_evaluate_scores(api_run, synth_root):
+    """The scoring deviations one after another on one model (book ch. 6): the last variant is
+    the run's own scoring, so its PRO is evaluate's."""
+    from glance_lite.evaluation import SCORING_VARIANTS, scoring_variants
+    model = gl.load_model(api_run)
+    train, test = (gl.load_mvtec(synth_root, "circuit", s) for s in ("train", "test"))
+    out = scoring_variants(model, train.images, test)
+    assert list(out) == list(SCORING_VARIANTS)
+    report = gl.evaluate(api_run, synth_root, "circuit", figure=False)
+    assert out[SCORING_VARIANTS[-1]]["pro"] == pytest.approx(report["pro"], abs=1e-6)
