@@ -29,7 +29,7 @@ def glue(name: str, value: Any) -> None:
     as .3f). Wraps `myst_nb.glue(name, value, display=False)`; numpy and 0-d torch scalars become
     Python numbers first (their text form must read back as a number). Without myst-nb (Colab, a
     plain Jupyter) it prints `name = value`: the Colab export of a chapter (book/_tools/
-    colab_export.py) replaces the role by "[printed above: name]". Returns None.
+    colab_export.py) replaces the role by "[printed by a cell: name]". Returns None.
     """
     if isinstance(value, (torch.Tensor, np.generic)):
         value = value.item()

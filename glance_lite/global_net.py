@@ -24,9 +24,9 @@ Three architectures (`arch`):
        image, read bilinearly at the hole's centre - "what a patch here usually looks like" -
        so the convolutions only need to learn how the context changes that.
   The hole's centre is computed from the mask M0 alone (the mean position of its zeros), so
-  the no-peeking property is unchanged (tests/test_architecture.py checks every architecture).
+  the no-peeking property is unchanged (tests/test_partial_conv.py checks every architecture).
 * ``"centred"`` - "coords" with layers 2_1 .. 4 run on a hole-centred window (our second
-  deviation and the short profiles' default, measured side by side with "coords" in the README). Tab. 2 ends in a 1x1 output
+  deviation and the short profiles' default; docs/deviations.md#global_arch). Tab. 2 ends in a 1x1 output
   whose 3x3 kernels weigh *image* positions: to use "the dot 48 px right of the hole" the
   network must learn that conjunction for every hole position anew. "centred" moves layer
   1_2's 28x28 map so that the hole's location lies at its middle (locations outside the image

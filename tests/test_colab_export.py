@@ -48,7 +48,7 @@ def test_every_page_is_exported_without_myst(exported):
 def test_links_point_at_the_published_book(exported):
     text = "\n".join(_cells(exported / "book" / "02_local_net.ipynb", "markdown"))
     assert "](https://glance-lite.github.io/glance_lite/book/04_global_net_iad.html)" in text
-    assert "[printed above: `ch2_nn_good`]" in text
+    assert "[printed by a cell: `ch2_nn_good`]" in text
 
 
 def test_an_exported_chapter_runs_as_on_colab(exported, tmp_path, monkeypatch, capsys):
@@ -75,5 +75,5 @@ def test_an_exported_chapter_runs_as_on_colab(exported, tmp_path, monkeypatch, c
         exec(compile(transform.transform_cell(code), f"{chapter.name} cell {i}", "exec"), ns)
     assert ("pip", "install -q git+https://github.com/glance-lite/glance_lite") in ip.magics
     printed = capsys.readouterr().out
-    glued = re.findall(r"\[printed above: `(\w+)`\]", "\n".join(_cells(chapter, "markdown")))
+    glued = re.findall(r"\[printed by a cell: `(\w+)`\]", "\n".join(_cells(chapter, "markdown")))
     assert glued and all(f"{key} = " in printed for key in glued)

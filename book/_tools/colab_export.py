@@ -7,7 +7,7 @@ glue does nothing outside myst-nb. The published book's Colab button therefore o
 exports (the book workflow pushes OUTDIR to the `colab` branch, `repository.branch` in
 _config.yml points the button there). What changes, in Markdown cells only:
 
-    {glue:text}`key:.3f`          -> "[printed above: key]" (glue prints `key = value` outside myst-nb)
+    {glue:text}`key:.3f`          -> "[printed by a cell: key]" (glue prints `key = value` outside myst-nb)
     {cite:p}`a,b` / {cite:t}`a`   -> "(Author et al., 2021; ...)" / "Author et al. (2021)", and a
                                      References cell at the end of the chapter
     {doc}`text <07_evaluation>`   -> a link to that page of the published book
@@ -90,7 +90,7 @@ class Exporter:
         """One MyST role -> plain Markdown."""
         name, text = m[1], m[2]
         if name.startswith("glue"):
-            return f"[printed above: `{text.split(':')[0]}`]"
+            return f"[printed by a cell: `{text.split(':')[0]}`]"
         if name.startswith("cite"):
             keys = [k.strip() for k in text.split(",")]
             self.cited += [k for k in keys if k not in self.cited]

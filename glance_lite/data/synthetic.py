@@ -19,11 +19,11 @@ colours or shapes into the image.  Logical defects (``swap``, ``missing``,
 33x33 window (the paper's patch size at 256x256) sees two parts at once, so
 each anomalous patch, seen alone, has a near-duplicate in the training images
 (checked in tests/test_data_synthetic.py), while its surroundings say what
-should be there.  (Version 2's fabric was a plaid whose logical defects changed a
-whole thread, end to end; measured with a trained Global-Net, its prediction on a
-swapped thread matched the swapped colour (MSE 0.41 in standardised units, as on
-normal patches) and not the normal one (1.26): a defect that its own context
-agrees with is invisible to a context comparison, so it tested nothing.)  Masks are exact: the pixels whose
+should be there.  A logical defect must be local for this: one that changes a
+whole structure end to end (a thread of a plaid, say) agrees with its own
+surroundings, and a trained Global-Net predicted the defect, not the normal part
+(MSE 0.41 against 1.26 in standardised units), so no context comparison can see it.
+Masks are exact: the pixels whose
 noise-free rendering differs from the defect-free rendering of the same image
 by at least one grey level.  Training images vary by shifts, small rotations,
 lighting gain/tint and pixel noise.  Geometry is defined in units of a 256 px
