@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,8 +68,13 @@ def _public_names(mod: Any) -> list[str]:
 
 
 def _first_line(obj: Any) -> str:
+    """The first sentence of a docstring's first paragraph (which may wrap over several lines)."""
     doc = (inspect.getdoc(obj) or "").strip()
-    return doc.splitlines()[0].replace("|", "\\|") if doc else ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    # a sentence ends at ". " before a capital, not after an abbreviation (Eq. 7, e.g. , supp. Tab. 2)
+    sentence = re.split(r"(?<!\bEq)(?<!\bTab)(?<!\bSec)(?<!\bsupp)(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z`(])",
+                        paragraph)[0].rstrip(".")
+    return (sentence + "." if sentence else "").replace("|", "\\|")
 
 
 def api_table(modules: Sequence[str]) -> str:

@@ -124,7 +124,7 @@ class BookSetup:
         run = train(self.data_root, category, self.run_dir(category), profile=self.profile, teacher=self.teacher,
                     seed=self.seed, resume=True, device=self.device, progress=self.live, until=until)
         what = "Local-Net" if until != "train" else "model"
-        print(f"{category} {what}: " + ("loaded what an earlier chapter trained" if had else
+        print(f"{category} {what}: " + ("found in the run folder, trained before" if had else
                                         f"trained now in {time.perf_counter() - t0:.0f} s") + f" ({target})")
         return run
 

@@ -81,6 +81,7 @@ class Glance(nn.Module):
 
 
 def save_model(path: str | Path, model: Glance, config: dict) -> None:
+    """Write a trained model and its run's config (config.json's content) to `path` (RUN/glance.pt)."""
     checkpoint.save(path, {"config": config, "phase": "done", "step": 0,
                            "models": {"glance": model.state_dict()}, "optim": None})
 

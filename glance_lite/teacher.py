@@ -141,8 +141,8 @@ def resolve_teacher(spec: str | None = "auto", profile=None, announce: bool = Tr
         spec = profile.default_teacher if profile is not None else "imagenet"
         why = f"the default of the {profile.name} profile" if profile is not None else "the default"
         if spec == "imagenet" and not (weights_path().is_file() or on_colab()):
-            spec, why = "random", (f"offline: ImageNet weights not in {weights_path()}; pass --teacher "
-                                   f"imagenet (or set {TEACHER_ENV}=imagenet) to download them, or --teacher PATH")
+            spec, why = "random", (f"offline: ImageNet weights not in {weights_path()}; pass `--teacher "
+                                   f"imagenet` (or set `{TEACHER_ENV}=imagenet`) to download them, or `--teacher PATH`")
     if spec == "imagenet" and not weights_path().is_file() and not on_colab():
         _imagenet_state_dict()  # into the torch cache now, or TeacherUnavailable with advice
     elif spec not in ("imagenet", "random"):

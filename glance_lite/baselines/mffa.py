@@ -1,4 +1,4 @@
-"""MFFA-lite (Multi-level Feature Fusion and Anomaly map compensation), on the ResNet-18 teacher.
+"""MFFA-lite: the MFFA baseline's PSG, NNS, Gaussian and AMC blocks, on the ResNet-18 teacher.
 
 MFFA's pipeline (MFFA Fig. 1) in four blocks, one file each:
 
