@@ -29,9 +29,7 @@ import io
 import itertools
 import json
 import os
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from glance_lite import GlobalNet, normalize
-from glance_lite.checkpoint import CheckpointError
 from glance_lite.context_train import (FeatureScaler, context_step, fit_prior, lattice, local_targets,
                                        layout_r2, mismatch_partners, shifted_holes)
 from glance_lite.diagnostics import context_r2, r2
@@ -267,7 +266,7 @@ def test_calibrated_dad_subtracts_the_nearest_normal_patchs_s_dad(tmp_path):
 
 
 def test_calibrate_dad_needs_the_bank():
-    from glance_lite.profiles import SHORT, get_profile
+    from glance_lite.profiles import get_profile
     with pytest.raises(ValueError, match="calibrate_dad=True needs nearest_iad=True"):
         get_profile("cpu", calibrate_dad=True, nearest_iad=False)
     assert get_profile("cpu", calibrate_dad=True).deviations.calibrate_dad

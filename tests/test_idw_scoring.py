@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from glance_lite import DADHead, GlobalNet, LocalNet, PatchGrid, combine, idw_maps, idw_matrix
+from glance_lite import GlobalNet, LocalNet, PatchGrid, combine, idw_maps, idw_matrix
 from glance_lite.model import Glance
 from glance_lite.profiles import get_profile
 from glance_lite.scoring import patch_features, patch_features_naive
