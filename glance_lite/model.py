@@ -43,18 +43,22 @@ class Glance(nn.Module):
         """The raster grid of Sec. 3.3 that this model scores on (the profile's K x K)."""
         return PatchGrid(per_side=self.profile.grid_per_side)
 
-    def scores_and_features(self, images: torch.Tensor, amp: str = "auto", keep: torch.Tensor | None = None,
-                            batch_images: int = 8) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
-        """PatchScores of images `(N,3,S,S)`, a few images at a time (bounded memory), and the
-        features (scaled Z_l, Z_g) `(M, K*K, 128)` of the images where `keep` `(N,)` is True."""
+    def _batch_features(self, images: torch.Tensor, amp: str, batch_images: int = 8):
+        """(scaled Z_l, Z_g) `(b, K*K, 128)` of images `(N,3,S,S)`, a few images at a time (bounded memory)."""
         self.eval()
         amp_dtype = amp_dtype_for(next(self.parameters()).device, amp)
-        keep = torch.zeros(len(images), dtype=torch.bool) if keep is None else keep
-        out: dict[str, list] = {"s_iad": [], "s_dad": [], "z_l": [], "z_g": []}
         for i in range(0, len(images), batch_images):
             z_l, z_g = patch_features(self.local_net, self.global_net, images[i:i + batch_images],
                                       self.grid, self.profile.score_chunk, amp_dtype=amp_dtype)
-            z_l = self.scaler(z_l)
+            yield self.scaler(z_l), z_g
+
+    def scores_and_features(self, images: torch.Tensor, amp: str = "auto", keep: torch.Tensor | None = None,
+                            batch_images: int = 8) -> tuple[PatchScores, tuple[torch.Tensor, torch.Tensor]]:
+        """PatchScores of images `(N,3,S,S)` and the features (scaled Z_l, Z_g) `(M, K*K, 128)` of the
+        images where `keep` `(N,)` is True (evaluate's context check), in one pass."""
+        keep = torch.zeros(len(images), dtype=torch.bool) if keep is None else keep
+        out: dict[str, list] = {"s_iad": [], "s_dad": [], "z_l": [], "z_g": []}
+        for i, (z_l, z_g) in zip(range(0, len(images), batch_images), self._batch_features(images, amp, batch_images)):
             s_iad, s_dad = head_scores(self.head, z_l, z_g, self.whitener, self.bank)
             k = keep[i:i + batch_images]
             for name, value in zip(out, (s_iad, s_dad, z_l[k], z_g[k])):
@@ -70,7 +74,8 @@ class Glance(nn.Module):
     def features(self, images: torch.Tensor, amp: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         """Images `(N,3,256,256)` -> (Z_l, Z_g) `(N, K*K, 128)` as the heads see them: Z_l
         standardised with the run's FeatureScaler when it was trained that way."""
-        return self.scores_and_features(images, amp, keep=torch.ones(len(images), dtype=torch.bool))[1]
+        z_l, z_g = zip(*self._batch_features(images, amp))
+        return torch.cat(z_l), torch.cat(z_g)
 
     def anomaly_maps(self, images: torch.Tensor, amp: str = "auto",
                      lambda_s: float | None = None) -> torch.Tensor:

@@ -297,7 +297,7 @@ def train(data: str | Path | torch.Tensor, category: str, run_dir: str | Path, *
     """
     if until not in ("finetune", "train"):
         raise ValueError(f"until must be 'finetune' or 'train'; got {until!r}")
-    prof, run_dir = get_profile(profile), Path(run_dir)
+    prof, run_dir, device = get_profile(profile), Path(run_dir), resolve_device(device)
     teacher, _ = resolve_teacher(teacher, prof)
     config = json.loads(json.dumps({"category": category, "data_root": None, "profile": prof.to_dict(),
                                     "teacher": teacher, "seed": seed, "package_version": __version__}))
@@ -308,14 +308,14 @@ def train(data: str | Path | torch.Tensor, category: str, run_dir: str | Path, *
         return run_dir
     images, config["data_root"] = _training_images(data, category)  # bad input fails before training
     need_local = (overwrite and not resume) or not (run_dir / "local.pt").exists()
-    tch = load_teacher(teacher, prof.teacher_input, seed=seed).to(resolve_device(device)) if need_local else None
+    tch = load_teacher(teacher, prof.teacher_input, seed=seed).to(device) if need_local else None
     natural = None
     if need_local and prof.distill_steps:  # offline, a downloaded source falls back (announced)
         natural, config["distill_source"] = distillation_images_or_offline(prof.distill_source)
     elif "distill_source" in old:  # Local-Net of the earlier call
         config["distill_source"] = old["distill_source"]
     _make_folder(run_dir, resume, overwrite)
-    run = _Run(run_dir, config, prof, seed, resolve_device(device), progress, on_step)
+    run = _Run(run_dir, config, prof, seed, device, progress, on_step)
     run.write_config()
 
     torch.manual_seed(seed)
