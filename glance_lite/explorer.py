@@ -29,6 +29,7 @@ import io
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,17 +134,52 @@ class BookSetup:
 
     def evaluate(self, category: str) -> dict:
         """evaluate()'s metrics for `category`, recomputed only when the model is newer."""
+        return self._evaluated(self.train(category), self.eval_dir(category), category)
+
+    def _evaluated(self, run: Path, out: Path, category: str) -> dict:
+        """evaluate(run) into `out`, or its stored metrics when they are newer than the model."""
         from .evaluation import evaluate
-        model = self.train(category) / "glance.pt"
-        out = self.eval_dir(category)
-        metrics = out / "metrics.json"
+        metrics, model = out / "metrics.json", run / "glance.pt"
         if metrics.is_file() and (out / "scores.npz").is_file() \
                 and metrics.stat().st_mtime >= model.stat().st_mtime:
             return json.loads(metrics.read_text())
         # figure=False: evaluate's figure helper switches matplotlib to the Agg backend, which
         # would silence plt.show() in the notebook that called it
-        return evaluate(self.run_dir(category), self.data_root, category, out_dir=out, device=self.device,
-                        figure=False)
+        return evaluate(run, self.data_root, category, out_dir=out, device=self.device, figure=False)
+
+    def variant(self, category: str, train_steps: int, **changes) -> Path:
+        """A run folder with `category`'s Local-Net (`train_local`) and a Global-Net phase of
+        `train_steps` steps trained with the profile's fields `changes` (e.g. standardize=False):
+        the book's one-change experiments (chapters 4 and 11). Trained once, reused afterwards;
+        runs with the same steps and changes share the folder (RUNS/<category>-variants/...)."""
+        import shutil
+
+        from .profiles import get_profile
+        from .training import train
+        prof = get_profile(self.profile, train_steps=train_steps, **changes)
+        changed = {k: v for k, v in changes.items()
+                   if getattr(prof.deviations, k, getattr(prof, k, None)) != getattr(
+                       self.profile.deviations, k, getattr(self.profile, k, None))}
+        name = re.sub(r"[^\w.=-]+", "_", "-".join(f"{k}={v}" for k, v in sorted(changed.items()))).strip("_")
+        name = name or "as-profile"
+        run = self.runs / f"{category}-variants" / f"{train_steps}steps-{name}"
+        if (run / "glance.pt").is_file():
+            print(f"{category} variant {name}: found in the run folder, trained before")
+            return run
+        local, t0 = self.run_dir(category) / "local.pt", time.perf_counter()
+        if not local.is_file():
+            self.train_local(category)
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copy(local, run / "local.pt")
+        train(self.data_root, category, run, profile=prof, teacher=self.teacher, seed=self.seed,
+              resume=True, device=self.device, progress=False)
+        print(f"{category} variant {name}: Global-Net phase trained now in {time.perf_counter() - t0:.0f} s")
+        return run
+
+    def variant_metrics(self, category: str, train_steps: int, **changes) -> dict:
+        """evaluate()'s metrics of `variant(category, train_steps, **changes)` (stored in RUN/eval)."""
+        run = self.variant(category, train_steps, **changes)
+        return self._evaluated(run, run / "eval", category)
 
     def summary(self) -> str:
         p = self.profile

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,8 +226,9 @@ def _optimizer(model: Glance, prof: Profile, phase: str) -> torch.optim.Adam:
 
 def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callable, opt) -> None:
     """Steps `start`.. of one phase: Adam steps of `step_fn(g, step)` -> (loss, parts), logged to
-    log.jsonl, checkpointed every `checkpoint_every` steps and at the end."""
-    prof, ckpt_path = run.prof, run.run_dir / "checkpoint.pt"
+    log.jsonl, checkpointed every `checkpoint_every` steps and at the end. The seconds these steps
+    took go to config.json's "seconds" (a resumed phase: those of the last call's steps)."""
+    prof, ckpt_path, t0 = run.prof, run.run_dir / "checkpoint.pt", time.perf_counter()
     steps = getattr(prof, f"{phase}_steps")
     bar = tqdm(range(start, steps), desc=f"{phase} ({run.config['category']})", disable=not run.progress,
                initial=start, total=steps, leave=False)
@@ -253,6 +255,8 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
             if run.on_step is not None:
                 run.on_step(phase, step + 1)
     bar.close()
+    run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
+    run.write_config()
 
 
 def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teacher: Teacher | None,

@@ -153,6 +153,29 @@ def r2_bars(r2: Mapping[str, float], names: Mapping[str, str], title: str = "") 
     return fig
 
 
+def ablation_bars(rows: Mapping[str, Mapping[str, float]], columns: Mapping[str, str],
+                  title: str = "") -> Figure:
+    """One panel per metric, one row per run: `rows` {run name: {metric key: value}}, the first run
+    the reference (blue dot and dashed line), each other run a dot joined to the reference by a
+    segment, so that its length is the change; `columns` {metric key: axis label}.
+
+    Serves ch. 11: the short profiles' training changes switched off one at a time.
+    """
+    names = list(rows)[::-1]
+    fig = Figure(figsize=(2.2 * len(columns) + 2.8, 0.6 + 0.4 * len(names)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(columns), sharey=True))
+    for ax, (key, label) in zip(axes, columns.items()):
+        values = np.array([float(rows[n][key]) for n in names])
+        ref = values[-1]
+        ax.hlines(range(len(names)), ref, values, color="grey")
+        ax.scatter(values, range(len(names)), color=["grey"] * (len(names) - 1) + ["tab:blue"], zorder=3)
+        ax.axvline(ref, color="tab:blue", ls="--", lw=0.8)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def raster_grid_figure(image: ArrayLike, top_left: ArrayLike, centres: ArrayLike,
                        boxes: Sequence[int] = (), patch_size: int = PATCH_SIZE, title: str | None = None) -> Figure:
     """An image with the raster grid of test-time patches drawn on it.
