@@ -168,6 +168,7 @@ class GlobalNet(nn.Module):
             rel = torch.stack([dy, dx], dim=1) / COORD_UNIT
             x = torch.cat([x, rel], dim=1)
         convs = self._convs()[len(self._convs()) - len(steps):]
+        x = x.contiguous(memory_format=torch.channels_last)  # CPU: PConv2_1 fwd + bwd 2x faster than NCHW
         for conv, st in zip(convs, steps):
             x, m = conv(x, m, st)
             if conv is not self.pconv4:
