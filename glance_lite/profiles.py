@@ -54,6 +54,7 @@ class Deviations:
     context_shift: int = 0             # Global-Net's input images move by up to this many px ...
     shift_below_layout_r2: float = 0.5  # ... when the per-position mean explains less than this (layout_r2)
     mismatch_negatives: float = 0.0    # share of DAD negatives that are real patches of another place
+                                       # of the same image ("lattice" sampling only)
     hard_holes_gamma: float = 0.0      # Eq. 7's batch mean weighted by each hole's error to this power ...
     hard_holes_until: float = 0.5      # ... for this share of the Global-Net steps (losses.joint_loss)
 

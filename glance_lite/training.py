@@ -37,7 +37,7 @@ from .losses import joint_loss, local_loss
 from .model import Glance, save_model
 from .patches import PATCH_SIZE, crop, hole_masks, random_top_left
 from .profiles import Profile, get_profile
-from .stains import add_stains
+from .stains import add_stains, context_stains
 from .teacher import Teacher, load_teacher, normalize, resolve_teacher
 
 PHASES = ("distill", "finetune", "train")
@@ -82,10 +82,13 @@ def global_step(model: Glance, images: torch.Tensor, g: torch.Generator, prof: P
     p = crop(imgs, tl.unsqueeze(1), PATCH_SIZE)[:, 0]
     p_neg, _ = add_stains(p, generator=g, **dev.stain_kwargs())
     is_real = torch.rand(batch, generator=g) < 0.5  # p and p- are fed equiprobably (Sec. 3.2)
+    # the deviations this sampling can take (none in PAPER: identity scaler, no stain drawn);
+    # mismatch negatives need other holes of the same image, so they act with "lattice" only
+    imgs = context_stains(imgs, dev.context_stains, g, grey=dev.context_stain_grey)
     imgs, p, p_neg, is_real = imgs.to(device), p.to(device), p_neg.to(device), is_real.to(device)
     with torch.no_grad():  # Local-Net is frozen in this phase
-        z_l = model.local_net(normalize(p))
-        z_neg = model.local_net(normalize(p_neg))
+        z_l = model.scaler(model.local_net(normalize(p)))
+        z_neg = model.scaler(model.local_net(normalize(p_neg)))
     z_g = model.global_net(normalize(imgs), hole_masks(tl, size, PATCH_SIZE).to(device))
     z_star = torch.where(is_real[:, None], z_l, z_neg)
     return joint_loss(z_l, z_g, model.head.logits(z_star, z_g), is_real, prof.lambda_t, gamma)
@@ -267,11 +270,13 @@ def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teac
         batch = getattr(prof, f"{phase}_batch")
         return lambda g, step: local_step(model, teacher, images, batch, g, prof, device)
     model.local_net.requires_grad_(False).eval()
-    ctx = None
-    if prof.deviations.hole_sampling == "lattice":
-        ctx = prepare_context(model, images, prof, fresh=start == 0)
-        run.config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": ctx["shift"]}
+    dev, ctx = prof.deviations, None
+    if dev.hole_sampling == "lattice" or dev.standardize or dev.global_arch != "paper":
+        ctx = prepare_context(model, images, prof, fresh=start == 0)  # "paper" sampling: scaler, prior
+        shift = ctx["shift"] if dev.hole_sampling == "lattice" else 0
+        run.config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": shift}
         run.write_config()  # what the run decided, for the reader
+        ctx = ctx if dev.hole_sampling == "lattice" else None  # the targets serve the lattice only
     return lambda g, step: global_step(model, images, g, prof, device, ctx, step)
 
 

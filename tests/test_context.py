@@ -355,3 +355,27 @@ def test_global_step_passes_the_profiles_context_stain_colour(monkeypatch, grey)
     # G and B start equal (0.5): a grey stain keeps them equal, a coloured one pulls them apart
     final = (torch.cat([imgs] * (diff.shape[0] // 2)) + diff).permute(1, 0, 2, 3)[:, painted]
     assert bool((final[1] - final[2]).abs().max() < 1e-5) == grey
+
+
+def test_paper_sampling_keeps_the_other_deviations(tmp_path):
+    """hole_sampling="paper" with the short profile's other deviations: the scaler is fitted and the
+    prior started (so Z_l is standardised, in training and scoring), context stains reach Global-Net's
+    input; with the PAPER preset the scaler stays the identity."""
+    from glance_lite.profiles import PAPER
+    import glance_lite.training as tr
+    imgs = torch.rand(4, 3, 256, 256)
+    calls = []
+    real = tr.context_stains
+    tr_stains = lambda images, n, g=None, **kw: calls.append(n) or real(images, n, g, **kw)  # noqa: E731
+    tr.context_stains = tr_stains
+    try:
+        short = get_profile("smoke", hole_sampling="paper", train_steps=2)
+        run = tr.train(imgs, "toy", tmp_path / "short", profile=short, teacher="random", progress=False)
+        paper = get_profile("smoke", deviations=PAPER, train_steps=2)
+        run_p = tr.train(imgs, "toy", tmp_path / "paper", profile=paper, teacher="random", progress=False)
+    finally:
+        tr.context_stains = real
+    m, mp = load_model(run), load_model(run_p)
+    assert not torch.allclose(m.scaler.std, torch.ones(128)) and m.global_net.prior.abs().sum() > 0
+    assert torch.equal(mp.scaler.mean, torch.zeros(128)) and torch.equal(mp.scaler.std, torch.ones(128))
+    assert short.deviations.context_stains in calls and 0 in calls
