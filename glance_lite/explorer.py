@@ -151,7 +151,8 @@ class BookSetup:
         """A run folder with `category`'s Local-Net (`train_local`) and a Global-Net phase of
         `train_steps` steps trained with the profile's fields `changes` (e.g. standardize=False):
         the book's one-change experiments (chapters 4 and 11). Trained once, reused afterwards;
-        runs with the same steps and changes share the folder (RUNS/<category>-variants/...)."""
+        runs with the same steps and changes share the folder (RUNS/<category>-variants/...);
+        prints how long the phase took when it trains it."""
         import shutil
 
         from .profiles import get_profile
@@ -163,8 +164,7 @@ class BookSetup:
         name = re.sub(r"[^\w.=-]+", "_", "-".join(f"{k}={v}" for k, v in sorted(changed.items()))).strip("_")
         name = name or "as-profile"
         run = self.runs / f"{category}-variants" / f"{train_steps}steps-{name}"
-        if (run / "glance.pt").is_file():
-            print(f"{category} variant {name}: found in the run folder, trained before")
+        if (run / "glance.pt").is_file():  # trained before: said once, when it was trained
             return run
         local, t0 = self.run_dir(category) / "local.pt", time.perf_counter()
         if not local.is_file():
