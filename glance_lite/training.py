@@ -258,8 +258,9 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
             if run.on_step is not None:
                 run.on_step(phase, step + 1)
     bar.close()
-    run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
-    run.write_config()
+    if start < steps:  # a phase finished by an earlier call keeps that call's time
+        run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
+        run.write_config()
 
 
 def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teacher: Teacher | None,
@@ -323,6 +324,8 @@ def train(data: str | Path | torch.Tensor, category: str, run_dir: str | Path, *
         natural, config["distill_source"] = distillation_images_or_offline(prof.distill_source)
     elif "distill_source" in old:  # Local-Net of the earlier call
         config["distill_source"] = old["distill_source"]
+    if "seconds" in old:  # the phases an earlier call of this run trained
+        config["seconds"] = old["seconds"]
     _make_folder(run_dir, resume, overwrite)
     run = _Run(run_dir, config, prof, seed, device, progress, on_step)
     run.write_config()

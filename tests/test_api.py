@@ -62,6 +62,17 @@ def test_training_from_in_memory_images(synth_root, tmp_path):
         gl.train(images[:, :1], "grey", tmp_path / "r2", profile="smoke", progress=False)
 
 
+def test_the_run_records_each_phases_seconds_across_calls(synth_root, tmp_path):
+    """config.json's "seconds": one entry per phase, kept when a later call continues the run."""
+    images = gl.load_mvtec(synth_root, "circuit", "train").images
+    run = gl.train(images, "parts", tmp_path / "r", profile="smoke", progress=False, until="finetune")
+    first = json.loads((run / "config.json").read_text())["seconds"]
+    gl.train(images, "parts", run, profile="smoke", progress=False, resume=True)
+    seconds = json.loads((run / "config.json").read_text())["seconds"]
+    assert set(seconds) == {"distill", "finetune", "train"} and all(v >= 0 for v in seconds.values())
+    assert seconds["distill"] == first["distill"] and seconds["finetune"] == first["finetune"]
+
+
 def test_the_baselines_answer_the_same_method(api_run, synth_root):
     from glance_lite.baselines.local_only import LocalOnly, load_local_net
     train, test = (gl.load_mvtec(synth_root, "circuit", s) for s in ("train", "test"))
