@@ -147,10 +147,11 @@ class BookSetup:
         # would silence plt.show() in the notebook that called it
         return evaluate(run, self.data_root, category, out_dir=out, device=self.device, figure=False)
 
-    def variant(self, category: str, train_steps: int, **changes) -> Path:
+    def variant(self, category: str, train_steps: int, seed: int | None = None, **changes) -> Path:
         """A run folder with `category`'s Local-Net (`train_local`) and a Global-Net phase of
-        `train_steps` steps trained with the profile's fields `changes` (e.g. standardize=False):
-        the book's one-change experiments (chapters 4 and 11). Trained once, reused afterwards;
+        `train_steps` steps trained with the profile's fields `changes` (e.g. standardize=False)
+        and `seed` (default: the book's): the book's one-change experiments (chapters 4 and 11),
+        and a second seed of one to see how much a run varies by chance. Trained once, reused afterwards;
         runs with the same steps and changes share the folder (RUNS/<category>-variants/...);
         prints how long the phase took when it trains it."""
         import shutil
@@ -162,7 +163,7 @@ class BookSetup:
                    if getattr(prof.deviations, k, getattr(prof, k, None)) != getattr(
                        self.profile.deviations, k, getattr(self.profile, k, None))}
         name = re.sub(r"[^\w.=-]+", "_", "-".join(f"{k}={v}" for k, v in sorted(changed.items()))).strip("_")
-        name = name or "as-profile"
+        name = (name or "as-profile") + ("" if seed in (None, self.seed) else f"-seed={seed}")
         run = self.runs / f"{category}-variants" / f"{train_steps}steps-{name}"
         if (run / "glance.pt").is_file():  # trained before: said once, when it was trained
             return run
@@ -171,14 +172,14 @@ class BookSetup:
             self.train_local(category)
         run.mkdir(parents=True, exist_ok=True)
         shutil.copy(local, run / "local.pt")
-        train(self.data_root, category, run, profile=prof, teacher=self.teacher, seed=self.seed,
-              resume=True, device=self.device, progress=False)
+        train(self.data_root, category, run, profile=prof, teacher=self.teacher,
+              seed=self.seed if seed is None else seed, resume=True, device=self.device, progress=False)
         print(f"{category} variant {name}: Global-Net phase trained now in {time.perf_counter() - t0:.0f} s")
         return run
 
-    def variant_metrics(self, category: str, train_steps: int, **changes) -> dict:
-        """evaluate()'s metrics of `variant(category, train_steps, **changes)` (stored in RUN/eval)."""
-        run = self.variant(category, train_steps, **changes)
+    def variant_metrics(self, category: str, train_steps: int, seed: int | None = None, **changes) -> dict:
+        """evaluate()'s metrics of `variant(category, train_steps, seed, **changes)` (in RUN/eval)."""
+        run = self.variant(category, train_steps, seed, **changes)
         return self._evaluated(run, run / "eval", category)
 
     def summary(self) -> str:
@@ -242,8 +243,8 @@ def book_setup(seed: int = 0, quiet: bool = False) -> BookSetup:
     if teacher == "random":
         setup.notes.append(Notice(
             "Untrained teacher",
-            f"Every number on this page comes from a Local-Net distilled from an {note}. It shows how "
-            f"the method runs, not how well the paper's ImageNet teacher would work."))
+            f"Every number this page computes with a trained model comes from a Local-Net distilled from "
+            f"an {note}. It shows how the method runs, not how well the paper's ImageNet teacher would work."))
     torch.manual_seed(seed)
     _inline_figures()
     if not quiet:

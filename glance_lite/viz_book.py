@@ -154,10 +154,11 @@ def r2_bars(r2: Mapping[str, float], names: Mapping[str, str], title: str = "") 
 
 
 def ablation_bars(rows: Mapping[str, Mapping[str, float]], columns: Mapping[str, str],
-                  title: str = "") -> Figure:
+                  band: Mapping[str, float] | None = None, title: str = "") -> Figure:
     """One panel per metric, one row per run: `rows` {run name: {metric key: value}}, the first run
     the reference (blue dot and dashed line), each other run a dot joined to the reference by a
-    segment, so that its length is the change; `columns` {metric key: axis label}.
+    segment, so that its length is the change; `columns` {metric key: axis label}; `band` {metric
+    key: half-width}: a shaded band around the reference (e.g. what a second seed moved).
 
     Serves ch. 11: the short profiles' training changes switched off one at a time.
     """
@@ -170,6 +171,8 @@ def ablation_bars(rows: Mapping[str, Mapping[str, float]], columns: Mapping[str,
         ax.hlines(range(len(names)), ref, values, color="grey")
         ax.scatter(values, range(len(names)), color=["grey"] * (len(names) - 1) + ["tab:blue"], zorder=3)
         ax.axvline(ref, color="tab:blue", ls="--", lw=0.8)
+        if band and key in band:
+            ax.axvspan(ref - band[key], ref + band[key], color="tab:blue", alpha=0.12, lw=0)
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
