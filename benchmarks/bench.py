@@ -181,6 +181,47 @@ def bench_training(dev, quick, res):
     res["global_it_per_s_b64"] = n / timeit(lambda: [global_it() for _ in range(n)], dev, repeat=1)
 
 
+def bench_global_holes(dev, quick, res):
+    """6: Global-Net holes trained per second, as the `cpu` profile trains them (context_train.py:
+    centred Global-Net, train_batch images x holes_per_image lattice holes a step): Global-Net's
+    forward + backward alone (`fast_global.features_at`), and the whole step (targets, DAD head on
+    its stained negatives, loss, Adam). The Global-Net phase's own time is in every run's
+    config.json ("seconds")."""
+    from glance_lite.context_train import context_step, lattice, local_targets
+    from glance_lite.fast_global import features_at, hole_free_front, window_side
+    from glance_lite.model import Glance
+    from glance_lite.profiles import get_profile
+    prof = get_profile("cpu")
+    d = prof.deviations
+    torch.manual_seed(0)
+    model = Glance(prof).to(dev)
+    net, raw = model.global_net, torch.rand(prof.train_batch, 3, 256, 256)
+    imgs = normalize(raw.to(dev))
+    pos = lattice(256, 33, d.lattice_stride)
+    g = torch.Generator().manual_seed(0)
+    tl = pos[torch.randint(0, len(pos), (len(imgs) * d.holes_per_image,), generator=g)].to(dev)
+    idx = torch.arange(len(imgs), device=dev).repeat_interleave(d.holes_per_image)
+
+    def global_only():
+        features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33)).pow(2).mean().backward()
+
+    model.local_net.requires_grad_(False).eval()
+    ctx = {"targets": local_targets(model.local_net, raw, pos), "positions": pos, "shift": 0}
+    model.scaler.fit(ctx["targets"].float().view(-1, 128))
+    opt = torch.optim.Adam(list(net.parameters()) + list(model.head.parameters()), 1e-4)
+
+    def step():
+        loss, _ = context_step(model, raw, ctx, g, prof.train_batch, d, prof.lambda_t, dev, d.hard_holes_gamma)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    reps = 2 if quick else 6
+    for key, fn in (("global_net_holes_per_s", global_only), ("train_step_holes_per_s", step)):
+        res[key] = len(tl) * reps / timeit(lambda: [fn() for _ in range(reps)], dev, repeat=2 if quick else 3)
+    res["train_step_seconds"] = len(tl) / res["train_step_holes_per_s"]
+
+
 # A Colab T4's sustained float32 rate on these small convolutions, as an assumed range: its
 # peak is 8.1 TFLOP/s; small-batch training reaches roughly a quarter to a half of it.
 T4_TFLOPS = (2.0, 4.0)
@@ -277,6 +318,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     bench_maps(dev, args.quick, res)
     bench_training(dev, args.quick, res)
+    bench_global_holes(dev, args.quick, res)
     bench_pro(args.quick, res)
     bench_colab_estimate(res)
     res["benchmark_seconds"] = time.perf_counter() - t0
@@ -292,6 +334,8 @@ def main(argv=None):
         ("peak memory of a map batch (MB)", f"{res['peak_mem_map_batch_MB']:.0f} (chunk {res['map_chunk']})"),
         ("distillation it/s (batch 64)", f"{res['distill_it_per_s_b64']:.2f}"),
         ("Global-Net + DAD it/s (batch 64)", f"{res['global_it_per_s_b64']:.2f}"),
+        ("cpu-profile training: Global-Net holes/s (fwd + bwd)", f"{res['global_net_holes_per_s']:.0f}"),
+        ("  whole step: holes/s, seconds a step", f"{res['train_step_holes_per_s']:.0f}, {res['train_step_seconds']:.3f}"),
         (f"AUPRO on {res['aupro_maps']} maps (s)", f"{res['aupro_seconds']:.2f}  (-> {res['aupro_seconds_per_1725']:.2f} s per 1725)"),
         ("AUPRO vs per-threshold reference", f"{res['aupro_speedup_vs_reference_subset']:.0f}x on a subset (|diff| {res['aupro_abs_diff_vs_reference']:.1e})"),
     ]
