@@ -153,7 +153,7 @@ def r2_bars(r2: Mapping[str, float], names: Mapping[str, str], title: str = "") 
     return fig
 
 
-def ablation_bars(rows: Mapping[str, Mapping[str, float]], columns: Mapping[str, str],
+def ablation_dots(rows: Mapping[str, Mapping[str, float]], columns: Mapping[str, str],
                   band: Mapping[str, float] | None = None, title: str = "") -> Figure:
     """One panel per metric, one row per run: `rows` {run name: {metric key: value}}, the first run
     the reference (blue dot and dashed line), each other run a dot joined to the reference by a
