@@ -107,6 +107,11 @@ class Profile:
     lambda_c: float = 1.0
     lambda_t: float = 0.01             # Eq. 10
     checkpoint_every: int = 100
+    # early stopping of the Global-Net phase (early_stop.py); 0 = always train_steps (the paper)
+    stop_check_every: int = 0          # steps between R^2 checks on held-back training images
+    stop_patience: int = 2             # checks without a rise of stop_min_delta before stopping
+    stop_min_delta: float = 0.005
+    stop_holdout: int = 4              # training images held back for the checks
     # teacher (teacher.py)
     default_teacher: str = "imagenet"  # "imagenet" | "random"; teacher.resolve_teacher decides offline
     teacher_input: int = 64            # side the 33x33 patch is resized to for ResNet-18
@@ -137,11 +142,12 @@ PROFILES = {
                      deviations=replace(SHORT, lattice_stride=32)),
     "cpu": Profile("cpu", distill_steps=150, distill_batch=32, finetune_steps=150, finetune_batch=16,
                    train_steps=1500, train_batch=8, checkpoint_every=100, score_chunk=48,
-                   lr_global=1e-3, lr_head=1e-3, deviations=SHORT),
+                   lr_global=1e-3, lr_head=1e-3, stop_check_every=100, deviations=SHORT),
     "colab": Profile("colab", distill_steps=4000, distill_batch=64, finetune_steps=4000,
                      finetune_batch=16, train_steps=8000, train_batch=16, teacher_input=112,
                      distill_source="imagenette", checkpoint_every=500, score_chunk=400,
-                     lr_global=1e-3, lr_head=1e-3, deviations=replace(SHORT, holes_per_image=32),
+                     lr_global=1e-3, lr_head=1e-3, stop_check_every=400,
+                     deviations=replace(SHORT, holes_per_image=32),
                      synthetic=(("n_train", 200), ("n_test_good", 16), ("n_test_per_defect", 10))),
     "paper": Profile("paper", distill_steps=50_000, distill_batch=64, finetune_steps=50_000,
                      finetune_batch=16, train_steps=200_000, train_batch=64, teacher_input=224,

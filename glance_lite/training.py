@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from . import __version__, checkpoint
 from .devices import amp_dtype_for, resolve_device
 from .data import distillation_images_or_offline, load_mvtec, random_crops
+from .early_stop import HoldoutCheck, holdout_split
 from .context_train import (context_step, fit_prior, fit_residual_model, hard_gamma, lattice, layout_r2,
                             local_targets)
 from .losses import joint_loss, local_loss
@@ -196,6 +197,7 @@ class _Run:
     device: torch.device
     progress: bool
     on_step: Callable[[str, int], None] | None
+    check: HoldoutCheck | None = None  # the Global-Net phase's early stopping (early_stop.py)
 
     def write_config(self) -> None:
         (self.run_dir / "config.json").write_text(json.dumps(self.config, indent=2))
@@ -203,7 +205,7 @@ class _Run:
 
 def _initial_state(run: _Run, model: Glance, need_local: bool, resume: bool) -> tuple[dict, dict | None]:
     """Load local.pt (when Local-Net is not pre-trained again) and, on a resume, checkpoint.pt
-    into `model` -> (where to start {"phase", "step"}, the optimiser state or None)."""
+    into `model` -> (where to start {"phase", "step", "early_stop"}, the optimiser state or None)."""
     state, opt_state = {"phase": PHASES[0], "step": 0}, None
     if not need_local:
         ck = checkpoint.load(run.run_dir / "local.pt")
@@ -214,7 +216,7 @@ def _initial_state(run: _Run, model: Glance, need_local: bool, resume: bool) -> 
     if resume and ckpt_path.exists():
         ck = checkpoint.load(ckpt_path)
         checkpoint.load_state(model, ck["models"]["glance"], ckpt_path, "Glance")
-        state, opt_state = {"phase": ck["phase"], "step": ck["step"]}, ck["optim"]
+        state, opt_state = {"phase": ck["phase"], "step": ck["step"], "early_stop": ck.get("early_stop")}, ck["optim"]
     return state, opt_state
 
 
@@ -230,9 +232,13 @@ def _optimizer(model: Glance, prof: Profile, phase: str) -> torch.optim.Adam:
 def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callable, opt) -> None:
     """Steps `start`.. of one phase: Adam steps of `step_fn(g, step)` -> (loss, parts), logged to
     log.jsonl, checkpointed every `checkpoint_every` steps and at the end. The seconds these steps
-    took go to config.json's "seconds" (a resumed phase: those of the last call's steps)."""
+    took go to config.json's "seconds" (a resumed phase: those of the last call's steps). In the
+    train phase `run.check` (if any) measures R^2 on held-back images and may end it early."""
     prof, ckpt_path, t0 = run.prof, run.run_dir / "checkpoint.pt", time.perf_counter()
     steps = getattr(prof, f"{phase}_steps")
+    check = run.check if phase == "train" else None
+    if check is not None and check.stopped:  # an earlier call of this run stopped it
+        start = steps
     bar = tqdm(range(start, steps), desc=f"{phase} ({run.config['category']})", disable=not run.progress,
                initial=start, total=steps, leave=False)
     with open(run.run_dir / "log.jsonl", "a") as log:
@@ -249,36 +255,72 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            stop = False
+            if check is not None and check.due(step + 1):
+                parts["r2_holdout"] = check.measure(model)
+                stop = check.update(step + 1, parts["r2_holdout"])
             log.write(json.dumps({"phase": phase, "step": step + 1, **parts}) + "\n")
             bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
-            if (step + 1) % prof.checkpoint_every == 0 or step + 1 == steps:
+            if (step + 1) % prof.checkpoint_every == 0 or step + 1 == steps or stop:
                 log.flush()
                 checkpoint.save(ckpt_path, {"config": run.config, "phase": phase, "step": step + 1,
-                                            "models": {"glance": model.state_dict()}, "optim": opt.state_dict()})
+                                            "models": {"glance": model.state_dict()}, "optim": opt.state_dict(),
+                                            "early_stop": check.state_dict() if check is not None else None})
             if run.on_step is not None:
                 run.on_step(phase, step + 1)
+            if stop:
+                break
     bar.close()
+    if check is not None:
+        run.config["early_stop"].update(checks=check.history, stopped_at=check.history[-1][0] if check.stopped else None)
+        run.write_config()
     if start < steps:  # a phase finished by an earlier call keeps that call's time
         run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
         run.write_config()
 
 
 def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teacher: Teacher | None,
-                start: int) -> Callable:
-    """The step function of `phase` (`_run_phase`); for the train phase, its targets first."""
+                start: int, stop_state: dict | None = None) -> Callable:
+    """The step function of `phase` (`_run_phase`); for the train phase, its targets first and,
+    with early stopping, `run.check` on the held-back images (restored from `stop_state`)."""
     prof, device = run.prof, run.device
     if phase != "train":
         batch = getattr(prof, f"{phase}_batch")
         return lambda g, step: local_step(model, teacher, images, batch, g, prof, device)
     model.local_net.requires_grad_(False).eval()
+    keep, held = holdout_split(len(images), prof.stop_holdout if prof.stop_check_every else 0)
+    if prof.stop_check_every and not len(held):
+        print(f"NOTE: early stopping off: {len(images)} training images, it needs {4 * prof.stop_holdout} or more "
+              f"(stop_holdout={prof.stop_holdout} held back); training all {prof.train_steps} steps")
+    images, held_images = images[keep], images[held]
     dev, ctx = prof.deviations, None
     if dev.hole_sampling == "lattice" or dev.standardize or dev.global_arch != "paper":
         ctx = prepare_context(model, images, prof, fresh=start == 0)  # "paper" sampling: scaler, prior
         shift = ctx["shift"] if dev.hole_sampling == "lattice" else 0
         run.config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": shift}
         run.write_config()  # what the run decided, for the reader
+        if len(held):
+            _start_check(run, model, held_images, held, ctx, stop_state)
         ctx = ctx if dev.hole_sampling == "lattice" else None  # the targets serve the lattice only
+    elif len(held):
+        _start_check(run, model, held_images, held, None, stop_state)
     return lambda g, step: global_step(model, images, g, prof, device, ctx, step)
+
+
+def _start_check(run: _Run, model: Glance, images: torch.Tensor, held: torch.Tensor, ctx: dict | None,
+                 stop_state: dict | None) -> None:
+    """`run.check` for the held-back training images `held` (indices) and what config.json says of it."""
+    prof = run.prof
+    dev = prof.deviations
+    start = round(max(dev.lr_warmup, dev.hard_holes_until if dev.hard_holes_gamma else 0) * prof.train_steps)
+    run.check = HoldoutCheck(model, images, prof.stop_check_every, prof.stop_patience, prof.stop_min_delta,
+                             run.device, start)
+    if stop_state:
+        run.check.load_state_dict(stop_state)
+    mean_r2 = run.check.position_mean_r2(model, ctx["targets"], ctx["positions"]) if ctx else math.nan
+    run.config["early_stop"] = {"held_back": held.tolist(), "r2_position_mean": round(mean_r2, 4),
+                                "checks": run.check.history, "stopped_at": None}
+    run.write_config()
 
 
 def _finish(run: _Run, model: Glance, images: torch.Tensor) -> None:
@@ -336,7 +378,8 @@ def train(data: str | Path | torch.Tensor, category: str, run_dir: str | Path, *
     _truncate_log(run_dir / "log.jsonl", state["phase"], state["step"])
     for phase in PHASES[PHASES.index(state["phase"]):PHASES.index(until) + 1]:
         start = state["step"] if phase == state["phase"] else 0
-        step_fn = _phase_step(run, model, phase, natural if phase == "distill" else images, tch, start)
+        step_fn = _phase_step(run, model, phase, natural if phase == "distill" else images, tch, start,
+                              state.get("early_stop") if phase == state["phase"] else None)
         opt = _optimizer(model, prof, phase)
         if opt_state is not None and phase == state["phase"]:
             opt.load_state_dict(opt_state)
