@@ -185,8 +185,12 @@ def bench_global_holes(dev, quick, res):
     """6: Global-Net holes trained per second, as the `cpu` profile trains them (context_train.py:
     centred Global-Net, train_batch images x holes_per_image lattice holes a step): Global-Net's
     forward + backward alone (`fast_global.features_at`), and the whole step (targets, DAD head on
-    its stained negatives, loss, Adam). The Global-Net phase's own time is in every run's
-    config.json ("seconds")."""
+    its stained negatives, loss, Adam); each for the reference path (fused=False: copy layer 1_2
+    per hole, paste the window, then move it) and the fused one, in this same process. The
+    Global-Net phase's own time is in every run's config.json ("seconds")."""
+    from functools import partial
+
+    from glance_lite import context_train
     from glance_lite.context_train import context_step, lattice, local_targets
     from glance_lite.fast_global import features_at, hole_free_front, window_side
     from glance_lite.model import Glance
@@ -202,23 +206,34 @@ def bench_global_holes(dev, quick, res):
     tl = pos[torch.randint(0, len(pos), (len(imgs) * d.holes_per_image,), generator=g)].to(dev)
     idx = torch.arange(len(imgs), device=dev).repeat_interleave(d.holes_per_image)
 
-    def global_only():
-        features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33)).pow(2).mean().backward()
+    def global_only(fused=True):
+        z = features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33), fused=fused)
+        z.pow(2).mean().backward()
+        return z.detach()
+
+    res["global_net_max_abs_diff_fused_vs_reference"] = float((global_only(True) - global_only(False)).abs().max())
 
     model.local_net.requires_grad_(False).eval()
     ctx = {"targets": local_targets(model.local_net, raw, pos), "positions": pos, "shift": 0}
     model.scaler.fit(ctx["targets"].float().view(-1, 128))
     opt = torch.optim.Adam(list(net.parameters()) + list(model.head.parameters()), 1e-4)
 
-    def step():
-        loss, _ = context_step(model, raw, ctx, g, prof.train_batch, d, prof.lambda_t, dev, d.hard_holes_gamma)
+    def step(fused=True):
+        context_train.features_at = partial(features_at, fused=fused)
+        try:
+            loss, _ = context_step(model, raw, ctx, g, prof.train_batch, d, prof.lambda_t, dev, d.hard_holes_gamma)
+        finally:
+            context_train.features_at = features_at
         opt.zero_grad()
         loss.backward()
         opt.step()
 
     reps = 2 if quick else 6
     for key, fn in (("global_net_holes_per_s", global_only), ("train_step_holes_per_s", step)):
-        res[key] = len(tl) * reps / timeit(lambda: [fn() for _ in range(reps)], dev, repeat=2 if quick else 3)
+        for suffix, fused in (("_reference", False), ("", True)):
+            res[key + suffix] = len(tl) * reps / timeit(lambda: [fn(fused) for _ in range(reps)], dev,
+                                                        repeat=2 if quick else 3)
+        res[key.replace("holes_per_s", "speedup_vs_reference")] = res[key] / res[key + "_reference"]
     res["train_step_seconds"] = len(tl) / res["train_step_holes_per_s"]
 
 
@@ -334,8 +349,12 @@ def main(argv=None):
         ("peak memory of a map batch (MB)", f"{res['peak_mem_map_batch_MB']:.0f} (chunk {res['map_chunk']})"),
         ("distillation it/s (batch 64)", f"{res['distill_it_per_s_b64']:.2f}"),
         ("Global-Net + DAD it/s (batch 64)", f"{res['global_it_per_s_b64']:.2f}"),
-        ("cpu-profile training: Global-Net holes/s (fwd + bwd)", f"{res['global_net_holes_per_s']:.0f}"),
-        ("  whole step: holes/s, seconds a step", f"{res['train_step_holes_per_s']:.0f}, {res['train_step_seconds']:.3f}"),
+        ("cpu-profile training: Global-Net holes/s (fwd + bwd)",
+         f"{res['global_net_holes_per_s']:.0f} (reference path {res['global_net_holes_per_s_reference']:.0f}: "
+         f"{res['global_net_speedup_vs_reference']:.2f}x, max |diff| {res['global_net_max_abs_diff_fused_vs_reference']:.1e})"),
+        ("  whole step: holes/s, seconds a step",
+         f"{res['train_step_holes_per_s']:.0f}, {res['train_step_seconds']:.3f} (reference path "
+         f"{res['train_step_holes_per_s_reference']:.0f}: {res['train_step_speedup_vs_reference']:.2f}x)"),
         (f"AUPRO on {res['aupro_maps']} maps (s)", f"{res['aupro_seconds']:.2f}  (-> {res['aupro_seconds_per_1725']:.2f} s per 1725)"),
         ("AUPRO vs per-threshold reference", f"{res['aupro_speedup_vs_reference_subset']:.0f}x on a subset (|diff| {res['aupro_abs_diff_vs_reference']:.1e})"),
     ]

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import torch
 
-from .global_net import GlobalNet
+from .global_net import GlobalNet, centre_index
 from .partial_conv import MaskStep, mask_step, pool_mask
 from .patches import PatchGrid, gather_windows
 
@@ -97,13 +97,16 @@ def window_side(patch_size: int, image_size: int = 256, side: int = 28) -> int:
 def features_at(net: GlobalNet, images: torch.Tensor, base: torch.Tensor, img_idx: torch.Tensor,
                 top_left: torch.Tensor, patch_size: int, n: int,
                 steps: list[tuple[torch.Tensor, MaskStep]] | None = None,
-                plan: list[MaskStep] | None = None) -> torch.Tensor:
+                plan: list[MaskStep] | None = None, fused: bool = True) -> torch.Tensor:
     """Z_g `(B,128)` for holes at `top_left` `(B,2)` in images[img_idx] (differentiable).
 
     images: normalised `(N,3,S,S)`; base: `hole_free_front(net, images)`; n: `window_side`.
     steps: `front_steps` of the holes' mask crops and plan: `GlobalNet.mask_plan` of their
     full-size masks; both depend on the geometry only, so scoring computes them once per grid
     (`global_features_holes`) and training (`context_train.py`) here, from `top_left`.
+    fused ("centred" only): read the hole-centred map straight from `base` and paste the window
+    into it (`_centred_map`), instead of copying base per hole, pasting, then moving (same
+    numbers; one `(B,32,28,28)` copy and its backward fewer; fused=False is the reference).
     """
     dev = images.device
     o0 = window_origins(top_left, patch_size, n, base.shape[-1])
@@ -123,13 +126,39 @@ def features_at(net: GlobalNet, images: torch.Tensor, base: torch.Tensor, img_id
         later = [] if net.arch == "centred" else GlobalNet.mask_plan(m12, start=FRONT)
         plan = [MaskStep(m12, m12)] * FRONT + later
     win, _ = front(net, gather_windows(images, img_idx, STRIDE * o0, crop), steps[0][0], steps)
+    centres = top_left.to(base.dtype) + (patch_size - 1) / 2
+    if fused and net.arch == "centred":
+        moved = _centred_map(base, img_idx, win, steps[-1][1].mask, o0, centres)
+        if moved is not None:
+            return net.back(*moved[:2], None, centres, moved[2])
     feat = base[img_idx].clone()
     ar = torch.arange(n, device=dev)
     b = torch.arange(len(top_left), device=dev).view(-1, 1, 1)
     fl = feat.permute(0, 2, 3, 1)  # a view: writing into it writes into feat
     fl[b, (o0[:, :1] + ar)[:, :, None], (o0[:, 1:] + ar)[:, None, :]] = win.permute(0, 2, 3, 1)
-    centres = top_left.to(feat.dtype) + (patch_size - 1) / 2
     return net.back(feat, plan[FRONT - 1].mask, plan[FRONT:], centres)
+
+
+def _centred_map(base: torch.Tensor, img_idx: torch.Tensor, win: torch.Tensor, win_mask: torch.Tensor,
+                 o0: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The "centred" move (`global_net.centre_on_hole`) of base[img_idx] with each hole's window
+    pasted in, done as one read of `base`: layer 1_2 `(N,32,s,s)`, windows `(B,32,n,n)` and their
+    masks `(B,1,n,n)` at first row/col o0 `(B,2)`, hole centres `(B,2)` -> moved features
+    `(B,32,s,s)`, moved mask `(B,1,s,s)`, the moved map's first row/col `(B,2)`; None when a
+    window would stick out of the moved map (holes far larger than a 33x33 patch)."""
+    side, n = base.shape[-1], win.shape[-1]
+    rows, cols, valid, first = centre_index(centres, side)
+    moved = base.permute(0, 2, 3, 1)[img_idx.view(-1, 1, 1), rows, cols]  # (B,s,s,32), outside: any
+    mask = valid.clone()
+    at = o0 - first  # the window sits around the hole, so inside the moved map (where valid = 1)
+    if bool(((at < 0) | (at + n > side)).any()):
+        return None
+    ar = torch.arange(n, device=base.device)
+    b = torch.arange(len(o0), device=base.device).view(-1, 1, 1)
+    r, c = (at[:, :1] + ar)[:, :, None], (at[:, 1:] + ar)[:, None, :]
+    moved[b, r, c] = win.permute(0, 2, 3, 1)
+    mask[b, 0, r, c] = win_mask[:, 0]
+    return moved.permute(0, 3, 1, 2) * valid, mask, first
 
 
 def global_features_holes(net: GlobalNet, images: torch.Tensor, img_idx: torch.Tensor,

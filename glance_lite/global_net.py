@@ -65,6 +65,19 @@ _TAB2 = [
 ]
 
 
+def centre_index(centres: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the "centred" move reads: hole centres `(B,2)` in pixels, an n x n layer-1_2 map ->
+    rows `(B,n,1)` and cols `(B,1,n)` of the map to read (clamped inside it), valid `(B,1,n,n)`
+    (0 where the window lies outside the image) and the window's first row / col `(B,2)`."""
+    o = torch.round((centres - L12_CENTRE) / L12_STRIDE).long().clamp(0, n - 1)
+    first = o - n // 2                                                # in [-n//2, n - 1 - n//2]
+    idx = first[:, :, None] + torch.arange(n, device=centres.device)  # (B,2,n) rows / cols of the map
+    inside = ((idx >= 0) & (idx < n)).to(centres.dtype)
+    valid = (inside[:, 0, :, None] * inside[:, 1, None, :]).unsqueeze(1)
+    idx = idx.clamp(0, n - 1)             # outside the image: any location, zeroed by `valid`
+    return idx[:, 0, :, None], idx[:, 1, None, :], valid, first
+
+
 def centre_on_hole(x: torch.Tensor, m: torch.Tensor, centres: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The "centred" move: layer 1_2 features `(B,C,n,n)` and mask `(B|1,1,n,n)`, hole centres
@@ -72,13 +85,7 @@ def centre_on_hole(x: torch.Tensor, m: torch.Tensor, centres: torch.Tensor
     nearest the hole's centre (zeros and mask 0 outside the image), and the window's first
     row / col `(B,2)` in layer-1_2 locations (negative when it starts outside the image)."""
     b, n = x.shape[0], x.shape[-1]
-    o = torch.round((centres - L12_CENTRE) / L12_STRIDE).long().clamp(0, n - 1)
-    first = o - n // 2                                          # in [-n//2, n - 1 - n//2]
-    idx = first[:, :, None] + torch.arange(n, device=x.device)  # (B,2,n) rows / cols of the map
-    inside = ((idx >= 0) & (idx < n)).to(x.dtype)
-    valid = (inside[:, 0, :, None] * inside[:, 1, None, :]).unsqueeze(1)  # (B,1,n,n)
-    idx = idx.clamp(0, n - 1)             # outside the image: any location, zeroed by `valid`
-    rows, cols = idx[:, 0, :, None], idx[:, 1, None, :]
+    rows, cols, valid, first = centre_index(centres.to(x.dtype), n)
     bi = torch.arange(b, device=x.device).view(-1, 1, 1)
     # plain advanced indexing of the map itself: its backward scatters into a (B,C,n,n) map
     # (not a padded one, nor all (2n)^2 windows of an unfold view: 4x and 10 GB more memory)
@@ -148,19 +155,23 @@ class GlobalNet(nn.Module):
             m = pool_mask(step.mask, 3, 2) if i == 0 else step.mask
         return steps
 
-    def back(self, x: torch.Tensor, m: torch.Tensor, steps: list[MaskStep],
-             centres: torch.Tensor | None) -> torch.Tensor:
+    def back(self, x: torch.Tensor, m: torch.Tensor, steps: list[MaskStep] | None,
+             centres: torch.Tensor | None, first: torch.Tensor | None = None) -> torch.Tensor:
         """Layers 2_1 .. 4 (+ the "coords" / "centred" additions): layer 1_2 output
         `(B,32,28,28)`, its mask, the mask steps of those layers and the hole centres `(B,2)` in
         pixels -> Z_g `(B,128)`. "centred" moves the map first (`centre_on_hole`) and then
-        computes the moved mask's own steps (the given ones are for the unmoved map)."""
+        computes the moved mask's own steps (the given ones are for the unmoved map); with
+        `first` (`centre_index`'s), x and m are already moved (fast_global.py moves while it reads)."""
         if self.arch != "paper":
             side = x.shape[-1]
             c = centres.to(x.dtype)
-            first = torch.zeros_like(c)
             if self.arch == "centred":
-                x, m, first = centre_on_hole(x, m, c)
+                if first is None:
+                    x, m, first = centre_on_hole(x, m, c)
+                first = first.to(x.dtype)
                 steps = GlobalNet.mask_plan(m, start=BACK_START)
+            else:
+                first = torch.zeros_like(c)
             ar = torch.arange(side, device=x.device, dtype=x.dtype)
             loc = (first[:, :, None] + ar) * L12_STRIDE + L12_CENTRE  # (B,2,side) pixel rows / cols
             dy = (loc[:, 0, :, None] - c[:, :1, None]).expand(-1, side, side)

@@ -17,9 +17,10 @@ from glance_lite.profiles import SHORT, get_profile
 from glance_lite.training import lr_factor, step_generator
 
 
-@pytest.mark.parametrize("arch", ["paper", "coords", "centred"])
-def test_training_path_equals_global_net_and_has_gradients(arch):
-    """features_at without a precomputed plan (training) = GlobalNet.forward, and backpropagates."""
+@pytest.mark.parametrize("arch,fused", [("paper", True), ("coords", True), ("centred", True), ("centred", False)])
+def test_training_path_equals_global_net_and_has_gradients(arch, fused):
+    """features_at without a precomputed plan (training) = GlobalNet.forward, and backpropagates
+    (for "centred": both the fused read of the moved map and the copy-paste-move reference)."""
     torch.manual_seed(0)
     net = GlobalNet(arch=arch)
     if arch != "paper":
@@ -31,7 +32,7 @@ def test_training_path_equals_global_net_and_has_gradients(arch):
     ref.pow(2).sum().backward()
     ref_grads = {k: p.grad.clone() for k, p in net.named_parameters()}
     net.zero_grad()
-    z = features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33))
+    z = features_at(net, imgs, hole_free_front(net, imgs), idx, tl, 33, window_side(33), fused=fused)
     assert torch.allclose(z, ref, atol=1e-5)
     z.pow(2).sum().backward()
     assert net.pconv0.weight.grad.abs().sum() > 0 and net.pconv4.weight.grad.abs().sum() > 0
