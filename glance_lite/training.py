@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import __version__, checkpoint
 from .devices import amp_dtype_for, resolve_device
 from .data import distillation_images_or_offline, load_mvtec, random_crops
-from .early_stop import HoldoutCheck, holdout_split
+from .early_stop import HoldoutCheck, holdout_check, holdout_split
 from .context_train import (context_step, fit_prior, fit_residual_model, hard_gamma, lattice, layout_r2,
                             local_targets)
 from .losses import joint_loss, local_loss
@@ -237,12 +237,14 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
     prof, ckpt_path, t0 = run.prof, run.run_dir / "checkpoint.pt", time.perf_counter()
     steps = getattr(prof, f"{phase}_steps")
     check = run.check if phase == "train" else None
-    if check is not None and check.stopped:  # an earlier call of this run stopped it
-        start = steps
+    last = lambda: steps if check is None else check.end(steps)  # noqa: E731 - moves when the rule stops it
+    begun = start < last()  # False: an earlier call of this run finished the phase
     bar = tqdm(range(start, steps), desc=f"{phase} ({run.config['category']})", disable=not run.progress,
                initial=start, total=steps, leave=False)
     with open(run.run_dir / "log.jsonl", "a") as log:
         for step in bar:
+            if step >= last():
+                break
             if phase == "train":
                 for group, lr in zip(opt.param_groups, (prof.lr_global, prof.lr_head)):
                     group["lr"] = lr * lr_factor(prof, step)
@@ -255,26 +257,23 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            stop = False
             if check is not None and check.due(step + 1):
                 parts["r2_holdout"] = check.measure(model)
-                stop = check.update(step + 1, parts["r2_holdout"])
+                check.update(step + 1, parts["r2_holdout"])
             log.write(json.dumps({"phase": phase, "step": step + 1, **parts}) + "\n")
             bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
-            if (step + 1) % prof.checkpoint_every == 0 or step + 1 == steps or stop:
+            if (step + 1) % prof.checkpoint_every == 0 or step + 1 == last():
                 log.flush()
                 checkpoint.save(ckpt_path, {"config": run.config, "phase": phase, "step": step + 1,
                                             "models": {"glance": model.state_dict()}, "optim": opt.state_dict(),
                                             "early_stop": check.state_dict() if check is not None else None})
             if run.on_step is not None:
                 run.on_step(phase, step + 1)
-            if stop:
-                break
     bar.close()
     if check is not None:
-        run.config["early_stop"].update(checks=check.history, stopped_at=check.history[-1][0] if check.stopped else None)
+        run.config["early_stop"].update(check.record(torch.tensor(run.config["early_stop"]["held_back"]), steps))
         run.write_config()
-    if start < steps:  # a phase finished by an earlier call keeps that call's time
+    if begun:  # a phase finished by an earlier call keeps that call's time
         run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
         run.write_config()
 
@@ -299,28 +298,12 @@ def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teac
         shift = ctx["shift"] if dev.hole_sampling == "lattice" else 0
         run.config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": shift}
         run.write_config()  # what the run decided, for the reader
-        if len(held):
-            _start_check(run, model, held_images, held, ctx, stop_state)
-        ctx = ctx if dev.hole_sampling == "lattice" else None  # the targets serve the lattice only
-    elif len(held):
-        _start_check(run, model, held_images, held, None, stop_state)
+    if len(held):  # after prepare_context: the scaler is fitted
+        run.check = holdout_check(model, held_images, prof, device, ctx, stop_state)
+        run.config["early_stop"] = run.check.record(held, prof.train_steps)
+        run.write_config()
+    ctx = ctx if dev.hole_sampling == "lattice" else None  # the targets serve the lattice only
     return lambda g, step: global_step(model, images, g, prof, device, ctx, step)
-
-
-def _start_check(run: _Run, model: Glance, images: torch.Tensor, held: torch.Tensor, ctx: dict | None,
-                 stop_state: dict | None) -> None:
-    """`run.check` for the held-back training images `held` (indices) and what config.json says of it."""
-    prof = run.prof
-    dev = prof.deviations
-    start = round(max(dev.lr_warmup, dev.hard_holes_until if dev.hard_holes_gamma else 0) * prof.train_steps)
-    run.check = HoldoutCheck(model, images, prof.stop_check_every, prof.stop_patience, prof.stop_min_delta,
-                             run.device, start)
-    if stop_state:
-        run.check.load_state_dict(stop_state)
-    mean_r2 = run.check.position_mean_r2(model, ctx["targets"], ctx["positions"]) if ctx else math.nan
-    run.config["early_stop"] = {"held_back": held.tolist(), "r2_position_mean": round(mean_r2, 4),
-                                "checks": run.check.history, "stopped_at": None}
-    run.write_config()
 
 
 def _finish(run: _Run, model: Glance, images: torch.Tensor) -> None:

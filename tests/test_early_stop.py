@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from glance_lite import training
-from glance_lite.early_stop import holdout_split
-from glance_lite.model import load_model
+from glance_lite.early_stop import HoldoutCheck, holdout_split
+from glance_lite.model import Glance, load_model
 from glance_lite.profiles import get_profile
 from glance_lite.training import train
 
@@ -49,16 +49,27 @@ def stopped(images, tmp_path_factory):
 def test_training_stops_when_the_held_back_r2_stops_rising(stopped, images, tmp_path):
     # min_delta 0.5: no check beats the first (step 2) by that; the smoke profile weights hard
     # holes for half of its 12 steps, so the patience (1 check of 2 steps) counts from step 6
-    config = json.loads((stopped / "config.json").read_text())
-    assert config["early_stop"]["stopped_at"] == 8 and config["early_stop"]["held_back"] == [5, 10]
-    assert [c[0] for c in config["early_stop"]["checks"]] == [2, 4, 6, 8]
+    config = json.loads((stopped / "config.json").read_text())["early_stop"]
+    assert config["stopped"] and config["steps"] == 8 and config["held_back"] == [5, 10]
+    assert [c[0] for c in config["checks"]] == [2, 4, 6, 8]
     lines = _train_lines(stopped)
     assert len(lines) == 8 and "r2_holdout" in lines[1] and "r2_holdout" not in lines[0]
     assert (stopped / "glance.pt").exists()
     # a rule that always sees a rise never stops: the ceiling train_steps ends the phase
     never = _train(images, tmp_path / "never", min_delta=-1.0)
     assert len(_train_lines(never)) == 12
-    assert json.loads((never / "config.json").read_text())["early_stop"]["stopped_at"] is None
+    record = json.loads((never / "config.json").read_text())["early_stop"]
+    assert not record["stopped"] and record["steps"] == 12
+
+
+def test_the_rule_waits_for_its_start_and_counts_from_the_best_check(images):
+    check = HoldoutCheck(Glance(get_profile("smoke")), images[:1], every=100, patience=2, min_delta=0.01,
+                         device=torch.device("cpu"), start=500)
+    for step, value in [(100, 0.5), (200, 0.5), (300, 0.5), (400, 0.5), (500, 0.6), (600, 0.605)]:
+        check.update(step, value)
+        assert check.stopped is None, step  # before start + 2 checks, and 0.6 was a rise
+    check.update(700, 0.609)  # 0.605 and 0.609 do not beat 0.6 by 0.01
+    assert check.stopped == 700 and check.end(1500) == 700
 
 
 def test_held_back_images_are_never_trained_on(images, tmp_path, monkeypatch):
