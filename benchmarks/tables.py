@@ -35,6 +35,7 @@ METHODS = ("glance", "local_only") + PEERS
 # what each results file is (accuracy-files table); a file without an entry is listed as "–"
 DESCRIPTIONS = {
     "cpu-centred": "the current defaults of the `cpu` profile",
+    "cpu-centred-stop_check_every-0": "the defaults without early stopping: all 1500 Global-Net steps",
     "cpu-centred-context_stain_grey-False-calibrate_dad-False":
         "the defaults with random-colour context stains and Eq. (12) uncalibrated",
     "cpu-coords": "the `coords` Global-Net, colour context stains, Eq. (12) uncalibrated",
@@ -44,7 +45,9 @@ DESCRIPTIONS = {
 }
 # side-by-side tables in docs/deviations.md: marker name -> (results A, results B, what differs)
 SIDE_BY_SIDE = {
-    "sbs-grey-calibrate": ("cpu-centred", "cpu-centred-context_stain_grey-False-calibrate_dad-False",
+    "sbs-early-stop": ("cpu-centred", "cpu-centred-stop_check_every-0",
+                       "early stopping / all 1500 Global-Net steps"),
+    "sbs-grey-calibrate": ("cpu-centred-stop_check_every-0", "cpu-centred-context_stain_grey-False-calibrate_dad-False",
                            "grey context stains + calibrated s_DAD / both off"),
     "sbs-hard-mismatch": ("cpu-coords", "cpu-coords-hard_holes_gamma-0-mismatch_negatives-0",
                           "hard-hole weighting + mismatch negatives / both off (`coords` Global-Net)"),
@@ -173,7 +176,9 @@ def results_brief(res: Results) -> str:
                      f"{fmt(mean(res.values(ds, 'glance', 'image_auroc')))} / {fmt(peer_img_auroc)} ({peer_img})"])
     head = ["dataset", "Glance PRO", "local-only PRO", "best MFFA-lite peer PRO",
             "image AUROC: Glance / best peer"]
-    return (f"Mean over {seed_label(res)}; `benchmarks/results/accuracy-{res.tag}.json`: {res.settings}\n\n"
+    label = seed_label(res)
+    label = f"Mean over {label}" if "seeds" in label else label[0].upper() + label[1:]
+    return (f"{label}; `benchmarks/results/accuracy-{res.tag}.json`: {res.settings}\n\n"
             + markdown(head, rows))
 
 
