@@ -274,7 +274,7 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
         run.config["early_stop"].update(check.record(torch.tensor(run.config["early_stop"]["held_back"]), steps))
         run.write_config()
     if begun:  # a phase finished by an earlier call keeps that call's time
-        run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 1)
+        run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 3)  # smoke: milliseconds
         run.write_config()
 
 
