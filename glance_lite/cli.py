@@ -127,14 +127,25 @@ def _progress() -> bool:
 
 
 def _phase_lines(prof, category: str):
-    """`on_step` callback for train(): one line per finished training phase (instead of bars)."""
-    last = [time.perf_counter()]
+    """`on_step` callback for train(): one line per finished training phase (instead of bars).
+    Its `.finish()` prints the Global-Net phase's line when early stopping ended it before train_steps."""
+    last, train_step = [time.perf_counter()], [0, 0.0]  # the last train step seen and when
+
+    def done(phase: str, step: int, now: float, note: str = "") -> None:
+        print(f"{category}: {phase} phase done, {step} steps{note} in {now - last[0]:.1f} s", flush=True)
+        last[0] = time.perf_counter()
 
     def on_step(phase: str, step: int) -> None:
+        if phase == "train":
+            train_step[:] = [step, time.perf_counter()]
         if step == getattr(prof, f"{phase}_steps", None):
-            print(f"{category}: {phase} phase done, {step} steps in {time.perf_counter() - last[0]:.1f} s",
-                  flush=True)
-            last[0] = time.perf_counter()
+            done(phase, step, time.perf_counter())
+
+    def finish() -> None:
+        if 0 < train_step[0] < prof.train_steps:
+            done("train", train_step[0], train_step[1], f" of at most {prof.train_steps} (Global-Net's R² on "
+                 "held-back images stopped rising)")
+    on_step.finish = finish
     return on_step
 
 
@@ -142,8 +153,12 @@ def _train(data_root, category: str, run_dir, prof, teacher: str, args, **kw) ->
     """train() with progress bars on a terminal, one line per phase otherwise."""
     from .training import train
     progress = _progress()
-    return train(data_root, category, run_dir, profile=prof, teacher=teacher, seed=args.seed, device=args.device,
-                 progress=progress, on_step=None if progress else _phase_lines(prof, category), **kw)
+    lines = None if progress else _phase_lines(prof, category)
+    run = train(data_root, category, run_dir, profile=prof, teacher=teacher, seed=args.seed, device=args.device,
+                progress=progress, on_step=lines, **kw)
+    if lines is not None:
+        lines.finish()
+    return run
 
 
 def _stamp_clash(folder: Path, params: dict) -> str | None:

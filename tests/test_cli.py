@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glance_lite import cli
+from glance_lite.profiles import get_profile
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
@@ -274,3 +275,12 @@ def test_pipeline_diagram_names_every_stage(tmp_path):
         assert word in text
     assert all(a in _BOXES and b in _BOXES for a, b in _ARROWS)
     assert (tmp_path / "pipeline.png").stat().st_size > 10_000
+
+
+def test_an_early_stopped_phase_still_gets_its_line(capsys):
+    lines = cli._phase_lines(get_profile("cpu"), "circuit")
+    for step in range(1, 1301):  # the Global-Net phase stopped at 1300 of 1500 steps
+        lines("train", step)
+    assert "train phase done" not in capsys.readouterr().out
+    lines.finish()
+    assert "circuit: train phase done, 1300 steps of at most 1500" in capsys.readouterr().out
