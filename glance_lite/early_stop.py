@@ -63,6 +63,7 @@ class HoldoutCheck:
                                     .to(device)).view(-1, model.scaler.mean.shape[0])
         self.best, self.best_step, self.history, self.stopped = -math.inf, 0, [], None  # step it stopped at
         self.position_mean = math.nan  # R^2 of the position mean on the checked holes, for the record
+        self.held: list[int] = []      # the held-back images' indices among the training images, for the record
 
     @torch.no_grad()
     def measure(self, model: nn.Module) -> float:
@@ -108,22 +109,23 @@ class HoldoutCheck:
         mean = model.scaler(train_targets.float().mean(0)[match.float().argmax(1)])  # (P,128)
         return r2(mean.to(self.targets.device).repeat(len(self.images), 1), self.targets)
 
-    def record(self, held: torch.Tensor, ceiling: int) -> dict:
+    def record(self, ceiling: int) -> dict:
         """What config.json says of the checks: the held-back image indices, every check's R^2,
         the position mean's and the phase's last step (`stopped`: True when the rule ended it)."""
-        return {"held_back": held.tolist(), "r2_position_mean": round(self.position_mean, 4),
+        return {"held_back": self.held, "r2_position_mean": round(self.position_mean, 4),
                 "checks": self.history, "steps": self.end(ceiling), "stopped": self.stopped is not None}
 
 
-def holdout_check(model: nn.Module, images: torch.Tensor, prof, device: torch.device, ctx: dict | None = None,
-                  state: dict | None = None) -> HoldoutCheck:
+def holdout_check(model: nn.Module, images: torch.Tensor, held: torch.Tensor, prof, device: torch.device,
+                  ctx: dict | None = None, state: dict | None = None) -> HoldoutCheck:
     """The check of a Global-Net phase with Profile `prof` on held-back images `(k,3,S,S)`: checks
     count from the end of the warm-up and the hard-holes weighting. ctx: the phase's context
     targets (`training.prepare_context`), for the position mean's R^2; state: a checkpoint's
-    `HoldoutCheck.state_dict()` when the phase resumes."""
+    `HoldoutCheck.state_dict()` when the phase resumes. held: the images' indices, for the record."""
     dev = prof.deviations
     start = round(max(dev.lr_warmup, dev.hard_holes_until if dev.hard_holes_gamma else 0) * prof.train_steps)
     check = HoldoutCheck(model, images, prof.stop_check_every, prof.stop_patience, prof.stop_min_delta, device, start)
+    check.held = held.tolist()
     if state:
         check.load_state_dict(state)
     if ctx is not None:

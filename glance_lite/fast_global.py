@@ -148,11 +148,11 @@ def _centred_map(base: torch.Tensor, img_idx: torch.Tensor, win: torch.Tensor, w
     window would stick out of the moved map (holes far larger than a 33x33 patch)."""
     side, n = base.shape[-1], win.shape[-1]
     rows, cols, valid, first = centre_index(centres, side)
-    moved = base.permute(0, 2, 3, 1)[img_idx.view(-1, 1, 1), rows, cols]  # (B,s,s,32), outside: any
-    mask = valid.clone()
     at = o0 - first  # the window sits around the hole, so inside the moved map (where valid = 1)
     if bool(((at < 0) | (at + n > side)).any()):
         return None
+    moved = base.permute(0, 2, 3, 1)[img_idx.view(-1, 1, 1), rows, cols]  # (B,s,s,32), outside: any
+    mask = valid.clone()
     ar = torch.arange(n, device=base.device)
     b = torch.arange(len(o0), device=base.device).view(-1, 1, 1)
     r, c = (at[:, :1] + ar)[:, :, None], (at[:, 1:] + ar)[:, None, :]

@@ -271,7 +271,7 @@ def _run_phase(run: _Run, model: Glance, phase: str, start: int, step_fn: Callab
                 run.on_step(phase, step + 1)
     bar.close()
     if check is not None:
-        run.config["early_stop"].update(check.record(torch.tensor(run.config["early_stop"]["held_back"]), steps))
+        run.config["early_stop"] = check.record(steps)
         run.write_config()
     if begun:  # a phase finished by an earlier call keeps that call's time
         run.config.setdefault("seconds", {})[phase] = round(time.perf_counter() - t0, 3)  # smoke: milliseconds
@@ -299,8 +299,8 @@ def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teac
         run.config["context"] = {"layout_r2": round(ctx["layout_r2"], 4), "context_shift": shift}
         run.write_config()  # what the run decided, for the reader
     if len(held):  # after prepare_context: the scaler is fitted
-        run.check = holdout_check(model, held_images, prof, device, ctx, stop_state)
-        run.config["early_stop"] = run.check.record(held, prof.train_steps)
+        run.check = holdout_check(model, held_images, held, prof, device, ctx, stop_state)
+        run.config["early_stop"] = run.check.record(prof.train_steps)
         run.write_config()
     ctx = ctx if dev.hole_sampling == "lattice" else None  # the targets serve the lattice only
     return lambda g, step: global_step(model, images, g, prof, device, ctx, step)
