@@ -32,7 +32,7 @@ from glance_lite.model import load_model, save_model
 from glance_lite.profiles import get_profile, parse_overrides
 from glance_lite.training import train
 
-SCORING = ("whiten_iad", "nearest_iad", "calibrate_dad", "lambda_s", "grid_per_side", "idw_power", "score_chunk")
+SCORING = ("whiten_iad", "nearest_iad", "calibrate_dad", "position_image_score", "lambda_s", "grid_per_side", "idw_power", "score_chunk")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,7 +82,8 @@ def rescore(args, changes: dict) -> dict:
     model.profile = prof
     fit_residual_model(model, load_mvtec(args.data, args.category, "train").images, model.grid,
                        whiten=dev.whiten_iad, bank=dev.nearest_iad, chunk=prof.score_chunk, dad=dev.calibrate_dad,
-                       amp_dtype=amp_dtype_for(torch.device("cpu"), args.amp))
+                       amp_dtype=amp_dtype_for(torch.device("cpu"), args.amp),
+                       position_norm=dev.position_image_score)
     print(f"re-fitted in {time.perf_counter() - t:.0f} s", flush=True)
     args.dst.mkdir(parents=True, exist_ok=True)
     save_model(args.dst / "glance.pt", model, {**model.config, "profile": prof.to_dict()})

@@ -12,7 +12,7 @@ never disagree with the results files. A table sits between two marker comments 
 
     README.md                 results (results in brief), demo (the quickstart's excerpt)
     benchmarks/README.md      accuracy-main (the current defaults, per method), accuracy-files
-    docs/deviations.md        paper-recipe, and one side-by-side table per pair in SIDE_BY_SIDE
+    docs/deviations.md        paper-recipe, image-score, and one side-by-side table per pair in SIDE_BY_SIDE
 
 Plain Python and json only: it runs without torch and in well under a second.
 """
@@ -240,6 +240,22 @@ def paper_recipe(paper: Results, ours: Results) -> str:
             + markdown(["dataset", "seed", "Global-Net recipe"] + [t for t, _ in keys], rows))
 
 
+def image_scores(res: Results) -> str:
+    """docs/deviations.md#image-score: Glance's image AUROC with our image score and with the
+    paper's maximum of the map (same runs), beside local-only's and the best peer's."""
+    rows = []
+    for ds in res.data:
+        peer, _ = best_peer(res, ds, "image_auroc")
+        for seed in res.seeds(ds):
+            row = res.data[ds][seed]
+            rows.append([ds, seed] + [fmt(row[m].get(k)) for m, k in (("glance", "image_auroc"),
+                                                                      ("glance", "image_auroc_max"),
+                                                                      ("local_only", "image_auroc"))]
+                        + [f"{fmt(row.get(peer, {}).get('image_auroc'))} ({peer})"])
+    head = ["dataset", "seed", "Glance, ours", "Glance, maximum of the map", "local-only", "best peer"]
+    return f"Image AUROC. `accuracy-{res.tag}`: {res.settings}\n\n" + markdown(head, rows)
+
+
 def side_by_side(a: Results, b: Results, what: str) -> str:
     """docs/deviations.md: two results files per dataset and seed, each cell "A / B"."""
     rows = []
@@ -266,7 +282,7 @@ def all_tags() -> list[str]:
 def tables() -> dict[Path, dict[str, str]]:
     """{file: {marker name: generated table}} for every table this script owns."""
     main, paper = Results(MAIN), Results(PAPER_RECIPE)
-    deviations = {"paper-recipe": paper_recipe(paper, main)}
+    deviations = {"paper-recipe": paper_recipe(paper, main), "image-score": image_scores(main)}
     for name, (a, b, what) in SIDE_BY_SIDE.items():
         deviations[name] = side_by_side(Results(a), Results(b), what)
     return {ROOT / "README.md": {"results": results_brief(main), "demo": demo_excerpt(main)},

@@ -249,17 +249,26 @@ def training_residuals(model: nn.Module, images: torch.Tensor, grid: PatchGrid, 
 def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, whiten: bool = True,
                        bank: bool = False, max_whiten_images: int = 40, max_bank_images: int = 400,
                        chunk: int = 48, batch_images: int = 16, dad: bool = False,
-                       amp_dtype: torch.dtype | None = None) -> None:
+                       amp_dtype: torch.dtype | None = None, position_norm: bool = False) -> None:
     """After training: residuals Z_l - Z_g of training images `(N,3,S,S)` at every patch of the
     scoring grid -> model.whitener fitted on up to `max_whiten_images` of them (evenly spaced),
     and (bank=True) model.bank filled with the whitened residuals of up to `max_bank_images`
-    (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py).
+    (dad=True: and with those patches' s_DAD, for our calibrated Eq. 12, heads.py);
+    (position_norm=True) model.image_norm fitted on the bank's images (the whitener's without a
+    bank), each scored leaving itself out of the bank (image_score.py).
     amp_dtype: autocast of the feature pass, as for scoring (`devices.amp_dtype_for`)."""
+    from .image_score import leave_one_out_scores
     pick_w, pick_b = residual_picks(len(images), max_whiten_images, max_bank_images, bank)
     use = torch.unique(torch.cat([pick_w, pick_b]))
-    res, s_dad = training_residuals(model, images[use], grid, chunk, batch_images, dad, amp_dtype)
+    res, s_dad = training_residuals(model, images[use], grid, chunk, batch_images, dad or position_norm, amp_dtype)
+    in_w = torch.isin(use, pick_w)
     if whiten:
-        model.whitener.fit(res[torch.isin(use, pick_w)])
+        model.whitener.fit(res[in_w])
+    in_bank = torch.isin(use, pick_b)
     if bank:
-        in_bank = torch.isin(use, pick_b)
         model.bank.fit(model.whitener(res[in_bank]), s_dad[in_bank] if dad else None)
+    in_n = in_bank if bank else in_w
+    if position_norm and in_n.sum() >= 2:
+        bank_owners = use[in_bank].repeat_interleave(res.shape[1]) if bank else torch.zeros(0, dtype=torch.long)
+        model.image_norm.fit(*leave_one_out_scores(res[in_n], s_dad[in_n], use[in_n], model.whitener,
+                                                   model.bank, bank_owners))

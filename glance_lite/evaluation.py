@@ -4,7 +4,8 @@
 stores the per-patch s_IAD / s_DAD scores and their IDW maps separately (so any lambda_s can be
 re-scored later without the networks), and writes
   OUT/metrics.json   pro, pixel_auroc, image_auroc, per_defect, per_kind (+ settings, timing)
-  OUT/scores.npz     s_iad, s_dad (N, K*K), labels, defects, paths
+  OUT/scores.npz     s_iad, s_dad (N, K*K), labels, defects, paths, and the run's PositionNorm
+                     (norm_iad, norm_dad (M, K*K); image_score.py)
   OUT/maps.npz       maps_iad, maps_dad (N, 256, 256) float16
   OUT/figure.png     image | ground truth | score map for a few defective images (like Fig. 3)
 """
@@ -19,6 +20,7 @@ import torch
 
 from .data import DEFECT_KINDS, MVTecSplit, load_mvtec
 from .idw import IDW_POWER, idw_maps
+from .image_score import PositionNorm
 from .metrics import evaluate_maps
 from .model import Glance, load_model
 from .patches import PatchGrid
@@ -39,16 +41,18 @@ def _writable(out_dir: Path) -> None:
         raise ValueError(f"cannot write to output folder {out_dir}: {err}") from err
 
 
-def split_metrics(maps: torch.Tensor, split: MVTecSplit) -> dict:
+def split_metrics(maps: torch.Tensor, split: MVTecSplit, image_scores: torch.Tensor | None = None) -> dict:
     """Metrics of `evaluate_maps` (PRO, AUROCs, per defect and defect kind) of maps `(N,S,S)` of
-    a test split: the one scoring of every method."""
+    a test split: the one scoring of every method (image scores `(N,)`: the method's own, else
+    each map's maximum)."""
     masks = split.masks[:, 0].numpy() > 0.5
-    return evaluate_maps(masks, maps.float().numpy(), split.labels.numpy(), list(split.defects), DEFECT_KINDS)
+    return evaluate_maps(masks, maps.float().numpy(), split.labels.numpy(), list(split.defects), DEFECT_KINDS,
+                         scores=None if image_scores is None else image_scores.float().numpy())
 
 
 def metrics_for(scores: PatchScores, split: MVTecSplit, lambda_s: float, power: float = IDW_POWER) -> dict:
-    """`split_metrics` of Glance's maps for one lambda_s (cheap: no network runs)."""
-    return split_metrics(scores.maps(lambda_s, power), split)
+    """`split_metrics` of Glance's maps and image scores for one lambda_s (cheap: no network runs)."""
+    return split_metrics(scores.maps(lambda_s, power), split, scores.image_scores(lambda_s))
 
 
 def _context_checks(model: Glance, features: tuple[torch.Tensor, torch.Tensor], split: MVTecSplit,
@@ -63,9 +67,11 @@ def _context_checks(model: Glance, features: tuple[torch.Tensor, torch.Tensor], 
 
 def _save_scores(out_dir: Path, scores: PatchScores, split: MVTecSplit, power: float) -> None:
     """OUT/scores.npz (per-patch scores) and OUT/maps.npz (the two heads' maps, float16)."""
+    norm = scores.norm if scores.norm is not None else PositionNorm()
     np.savez_compressed(out_dir / "scores.npz", s_iad=scores.s_iad.numpy(), s_dad=scores.s_dad.numpy(),
                         labels=split.labels.numpy(), defects=np.array(split.defects),
-                        paths=np.array(split.paths), grid_align=scores.grid.align)
+                        paths=np.array(split.paths), grid_align=scores.grid.align,
+                        norm_iad=norm.iad.numpy(), norm_dad=norm.dad.numpy())
     half = lambda m: np.clip(m.numpy(), -F16_MAX, F16_MAX).astype(np.float16)  # noqa: E731 (no inf)
     np.savez_compressed(out_dir / "maps.npz", maps_iad=half(idw_maps(scores.s_iad, scores.grid, power)),
                         maps_dad=half(idw_maps(scores.s_dad, scores.grid, power)))
@@ -171,4 +177,6 @@ def load_scores(eval_dir: str | Path, grid: PatchGrid | None = None) -> tuple[Pa
     k = int(round(z["s_iad"].shape[1] ** 0.5))
     grid = grid or PatchGrid(per_side=k, align=int(z["grid_align"]))
     meta = {"labels": z["labels"], "defects": list(z["defects"]), "paths": list(z["paths"])}
-    return PatchScores(torch.from_numpy(z["s_iad"]), torch.from_numpy(z["s_dad"]), grid), meta
+    norm = (PositionNorm().fit(torch.from_numpy(z["norm_iad"]), torch.from_numpy(z["norm_dad"]))
+            if "norm_iad" in z.files and len(z["norm_iad"]) >= 2 else None)  # older evals: none
+    return PatchScores(torch.from_numpy(z["s_iad"]), torch.from_numpy(z["s_dad"]), grid, norm), meta

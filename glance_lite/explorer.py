@@ -33,7 +33,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -272,7 +272,9 @@ class ExplorerData:
     """What the explorer re-weights: per-head maps of a test set and its ground truth.
 
     maps_iad, maps_dad: (N,S,S) float32 IDW maps of s_IAD and s_DAD; masks (N,S,S) bool;
-    labels (N,) 0/1; defects (N,) names; images (N,3,S,S) optional, for display.
+    labels (N,) 0/1; defects (N,) names; images (N,3,S,S) optional, for display;
+    image_score: lambda_s -> image scores (N,) (the run's PositionNorm, image_score.py), else
+    each map's maximum (supp. D.1).
     """
 
     maps_iad: np.ndarray
@@ -281,6 +283,7 @@ class ExplorerData:
     labels: np.ndarray
     defects: list
     images: np.ndarray | None = None
+    image_score: Callable[[float], np.ndarray] | None = None
 
     @classmethod
     def from_scores(cls, scores: PatchScores, masks, labels, defects, images=None,
@@ -292,7 +295,10 @@ class ExplorerData:
         if masks.ndim == 4:
             masks = masks[:, 0]
         imgs = None if images is None else _np(images).astype(np.float32)
-        return cls(mi, md, masks > 0.5, _np(labels).astype(int), list(defects), imgs)
+        ranks = None
+        if scores.image_scores() is not None:
+            ranks = lambda lam: scores.image_scores(lam).numpy()  # noqa: E731
+        return cls(mi, md, masks > 0.5, _np(labels).astype(int), list(defects), imgs, ranks)
 
     @classmethod
     def from_eval_dir(cls, eval_dir: str | Path, split) -> "ExplorerData":
@@ -319,7 +325,8 @@ class ExplorerData:
             out["pro"] = au_pro(self.masks, m)
             out["pixel_auroc"] = pixel_auroc(self.masks, m)
         if len(set(self.labels.tolist())) == 2:
-            out["image_auroc"] = image_auroc(self.labels, image_scores(m))
+            ranks = image_scores(m) if self.image_score is None else self.image_score(lambda_s)
+            out["image_auroc"] = image_auroc(self.labels, ranks)
         return out
 
 

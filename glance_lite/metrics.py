@@ -233,21 +233,27 @@ def image_auroc(labels: ArrayLike, scores: ArrayLike) -> float:
 
 # --------------------------------------------------------------------------- report
 def _subset_metrics(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray,
-                    limit: float) -> Dict[str, Optional[float]]:
-    """Metrics of one subset; ``None`` where a metric is undefined there."""
+                    limit: float, scores: Optional[np.ndarray] = None) -> Dict[str, Optional[float]]:
+    """Metrics of one subset; ``None`` where a metric is undefined there. With image `scores`
+    (N,), image_auroc ranks by them and image_auroc_max by the maps' maxima (supp. D.1)."""
     n_anom = int(np.count_nonzero(masks))
     pixels_ok = 0 < n_anom < masks.size
-    return {
+    both = np.unique(labels).size == 2
+    out = {
         "pro": au_pro(masks, maps, limit) if pixels_ok else None,
         "pixel_auroc": pixel_auroc(masks, maps) if pixels_ok else None,
-        "image_auroc": (image_auroc(labels, image_scores(maps))
-                        if np.unique(labels).size == 2 else None),
+        "image_auroc": (image_auroc(labels, image_scores(maps) if scores is None else scores)
+                        if both else None),
     }
+    if scores is not None:
+        out["image_auroc_max"] = image_auroc(labels, image_scores(maps)) if both else None
+    return out
 
 
 def evaluate_maps(masks: ArrayLike, maps: ArrayLike, labels: ArrayLike,
                   defects: Sequence[str],
-                  kinds: Optional[Mapping[str, str]] = None, limit: float = 0.3) -> dict:
+                  kinds: Optional[Mapping[str, str]] = None, limit: float = 0.3,
+                  scores: Optional[ArrayLike] = None) -> dict:
     """All metrics, overall and per defect type (and per kind), JSON-ready floats.
 
     masks, maps: (N, H, W); labels: (N,) 0 = good, 1 = defective; defects: (N,)
@@ -255,6 +261,8 @@ def evaluate_maps(masks: ArrayLike, maps: ArrayLike, labels: ArrayLike,
     own images together with all good images; ``kinds`` (defect -> e.g. "structural"
     or "logical") also scores the union of each kind's defects plus all good images.
     ``n_images`` is the number of images of that defect type / kind (good excluded).
+    ``scores`` (N,): the method's own image scores (Glance's, image_score.py); without them an
+    image scores the maximum of its map (supp. D.1).
     Raises ValueError when the whole set has no anomalous pixel.
     """
     masks, maps = _check(masks, maps, need_both=False)
@@ -266,7 +274,12 @@ def evaluate_maps(masks: ArrayLike, maps: ArrayLike, labels: ArrayLike,
         raise ValueError(f"expected labels in {{0, 1}}; got values {np.unique(labels)[:5]}")
     good = labels == 0
     out: dict = {"pro": au_pro(masks, maps, limit)}
-    out.update({k: v for k, v in _subset_metrics(masks, maps, labels, limit).items()
+    if scores is not None:
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != (len(masks),):
+            raise ValueError(f"expected image scores of shape ({len(masks)},); got {scores.shape}")
+    pick = lambda idx: None if scores is None else scores[idx]  # noqa: E731
+    out.update({k: v for k, v in _subset_metrics(masks, maps, labels, limit, scores).items()
                 if k != "pro"})
     groups: dict = {"per_defect": {d: (defects == d) & ~good
                                    for d in sorted(set(defects[~good]))}, "per_kind": {}}
@@ -278,7 +291,7 @@ def evaluate_maps(masks: ArrayLike, maps: ArrayLike, labels: ArrayLike,
         out[key] = {}
         for name, sel in subsets.items():
             idx = sel | good
-            res = _subset_metrics(masks[idx], maps[idx], labels[idx], limit)
+            res = _subset_metrics(masks[idx], maps[idx], labels[idx], limit, pick(idx))
             out[key][str(name)] = {**res, "n_images": int(np.count_nonzero(sel))}
     return out
 

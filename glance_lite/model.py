@@ -16,6 +16,7 @@ from .context_train import FeatureScaler
 from .devices import amp_dtype_for
 from .global_net import GlobalNet
 from .heads import DADHead, ResidualBank, ResidualWhitener
+from .image_score import PositionNorm
 from .local_net import Decoder, LocalNet
 from .patches import PatchGrid
 from .profiles import Profile, get_profile, profile_from_config
@@ -37,6 +38,7 @@ class Glance(nn.Module):
         self.scaler = FeatureScaler()  # identity unless fitted (context_train.py)
         self.whitener = ResidualWhitener()  # identity (Eq. 11) unless fitted (heads.py)
         self.bank = ResidualBank()  # empty (Eq. 11) unless fitted (heads.py)
+        self.image_norm = PositionNorm()  # empty (supp. D.1's max) unless fitted (image_score.py)
 
     @property
     def grid(self) -> PatchGrid:
@@ -64,7 +66,7 @@ class Glance(nn.Module):
             for name, value in zip(out, (s_iad, s_dad, z_l[k], z_g[k])):
                 out[name].append(value)
         cat = {name: torch.cat(values) for name, values in out.items()}
-        return PatchScores(cat["s_iad"], cat["s_dad"], self.grid), (cat["z_l"], cat["z_g"])
+        return PatchScores(cat["s_iad"], cat["s_dad"], self.grid, self.image_norm), (cat["z_l"], cat["z_g"])
 
     def score(self, images: torch.Tensor, amp: str = "auto") -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)` (Eq. 11-12).
@@ -83,6 +85,16 @@ class Glance(nn.Module):
         run's lambda_s unless given: the maps `evaluate` scores."""
         lambda_s = self.profile.lambda_s if lambda_s is None else lambda_s
         return self.score(images, amp).maps(lambda_s, self.profile.idw_power)
+
+    def image_scores(self, images: torch.Tensor, amp: str = "auto",
+                     lambda_s: float | None = None) -> torch.Tensor:
+        """Images `(N,3,256,256)` in [0,1] -> image anomaly scores `(N,)` (higher: more likely
+        defective): the run's image score (image_score.py; the maximum of the map, supp. D.1,
+        when the run has no fitted PositionNorm)."""
+        lambda_s = self.profile.lambda_s if lambda_s is None else lambda_s
+        scores = self.score(images, amp)
+        out = scores.image_scores(lambda_s)
+        return scores.maps(lambda_s, self.profile.idw_power).flatten(1).amax(1) if out is None else out
 
 
 def save_model(path: str | Path, model: Glance, config: dict) -> None:

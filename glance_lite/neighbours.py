@@ -7,9 +7,12 @@ import torch
 
 @torch.no_grad()
 def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, max_chunk_bytes: int = 256 * 1024 ** 2,
-                      return_index: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                      return_index: bool = False, owners: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distance of each query `(Q,D)` to its nearest bank row `(M,D)` -> `(Q,)`
-    (with `return_index`, also that row's index `(Q,)`).
+    (with `return_index`, also that row's index `(Q,)`). With `owners` = (query owners `(Q,)`,
+    bank owners `(M,)`), a query never matches a bank row of its own owner (leave one image out;
+    a query whose every row is its own gets inf).
 
     ||q - b||^2 = ||q||^2 - 2 q.b + ||b||^2 as one matrix product per block of queries and bank
     rows, keeping the running minimum, so at most `max_chunk_bytes` of distances exist at once
@@ -28,6 +31,9 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, max_chunk_bytes
         for i in range(0, len(q_all), rows):
             q = q_all[i:i + rows]
             d = torch.addmm(b2, q, b.t(), alpha=-2)
+            if owners is not None:
+                own = owners[0][i:i + rows].to(d.device)[:, None] == owners[1][start:start + bank_rows].to(d.device)
+                d.masked_fill_(own, float("inf"))
             if return_index:
                 d, j = d.min(dim=1)
                 closer = d + q.pow(2).sum(1) < best[i:i + rows]

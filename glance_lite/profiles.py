@@ -47,6 +47,8 @@ class Deviations:
     whiten_iad: bool = False           # Eq. 11 on the whitened residual (heads.ResidualWhitener)
     nearest_iad: bool = False          # Eq. 11 as the distance to the nearest normal residual (ResidualBank)
     calibrate_dad: bool = False        # Eq. 12 minus the s_DAD of that nearest residual's patch; needs nearest_iad
+    position_image_score: bool = False  # image score: largest per-position z-score (image_score.py), not
+                                       # the map's maximum (supp. D.1)
     stain_radius: tuple = (2.0, 6.6)   # radius range (px) of the DAD negatives' stains; the paper says
     stain_min_opacity: float = 0.5     # "small" only, so (2, P/5) and 0.5 are our reading of it
     context_stains: int = 0            # up to this many stains on Global-Net's input images, targets clean
@@ -82,7 +84,7 @@ class Deviations:
 
 PAPER = Deviations()
 SHORT = Deviations(global_arch="centred", standardize=True, hole_sampling="lattice", holes_per_image=16,
-                   lr_warmup=0.1, whiten_iad=True, nearest_iad=True, calibrate_dad=True,
+                   lr_warmup=0.1, whiten_iad=True, nearest_iad=True, calibrate_dad=True, position_image_score=True,
                    stain_radius=(4.0, 8.0), stain_min_opacity=0.7, context_stains=2,
                    context_stain_grey=True, context_shift=8, mismatch_negatives=1.0,
                    hard_holes_gamma=0.5, hard_holes_until=0.5)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,6 +39,9 @@ from .partial_conv import MaskStep
 from .patches import PatchGrid
 from .teacher import normalize
 
+if TYPE_CHECKING:
+    from .image_score import PositionNorm
+
 LAMBDA_S = 0.8  # Eq. 13, supplementary Sec. C.1
 
 
@@ -50,11 +54,13 @@ def combine(s_iad: torch.Tensor, s_dad: torch.Tensor, lambda_s: float = LAMBDA_S
 
 @dataclass
 class PatchScores:
-    """Per-patch scores of N images on a grid: s_iad, s_dad `(N, K*K)` in raster order."""
+    """Per-patch scores of N images on a grid: s_iad, s_dad `(N, K*K)` in raster order, and the
+    model's `image_score.PositionNorm` (`norm`) when it has one."""
 
     s_iad: torch.Tensor
     s_dad: torch.Tensor
     grid: PatchGrid = PatchGrid()
+    norm: "PositionNorm | None" = None
 
     def combined(self, lambda_s: float = LAMBDA_S) -> torch.Tensor:
         return combine(self.s_iad, self.s_dad, lambda_s)
@@ -62,6 +68,13 @@ class PatchScores:
     def maps(self, lambda_s: float = LAMBDA_S, power: float = IDW_POWER) -> torch.Tensor:
         """Score maps `(N, S, S)` for a given lambda_s (IDW with power p)."""
         return idw_maps(self.combined(lambda_s), self.grid, power)
+
+    def image_scores(self, lambda_s: float = LAMBDA_S) -> torch.Tensor | None:
+        """Image scores `(N,)` of our per-position normalisation (image_score.py), or None without
+        a fitted norm (then an image scores the maximum of its map, supp. D.1)."""
+        if self.norm is None or not len(self.norm):
+            return None
+        return self.norm.image_scores(self.s_iad, self.s_dad, lambda_s)
 
 
 @lru_cache(maxsize=4)

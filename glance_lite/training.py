@@ -309,10 +309,11 @@ def _phase_step(run: _Run, model: Glance, phase: str, images: torch.Tensor, teac
 def _finish(run: _Run, model: Glance, images: torch.Tensor) -> None:
     """Our Eq. 11 / 12 options (heads.py) fitted on training patches, then RUN/glance.pt."""
     dev = run.prof.deviations
-    if dev.whiten_iad or dev.nearest_iad:
+    if dev.whiten_iad or dev.nearest_iad or dev.position_image_score:
         fit_residual_model(model, images, model.grid, whiten=dev.whiten_iad, bank=dev.nearest_iad,
                            chunk=run.prof.score_chunk, dad=dev.calibrate_dad,
-                           amp_dtype=amp_dtype_for(run.device))  # as scoring's "auto"
+                           amp_dtype=amp_dtype_for(run.device),  # as scoring's "auto"
+                           position_norm=dev.position_image_score)
     save_model(run.run_dir / "glance.pt", model.cpu(), run.config)
 
 

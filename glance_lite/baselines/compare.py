@@ -118,7 +118,7 @@ def compare(data_root: str | Path, category: str, out_dir: str | Path, *, profil
     maps.update(mffa_maps)
     secs.update({"glance": glance["seconds_per_image"] * len(test_set), "local_only": local_s["score"]})
 
-    results = {"glance": {k: glance[k] for k in KEYS}}
+    results = {"glance": {k: glance[k] for k in KEYS + ("image_auroc_max",) if k in glance}}
     for name in METHODS[1:]:
         m = split_metrics(maps[name], test_set)
         results[name] = {**{k: m[k] for k in KEYS[:-1]}, "seconds_per_image": secs[name] / len(test_set)}
