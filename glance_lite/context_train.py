@@ -257,7 +257,7 @@ def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, 
     (position_norm=True) model.image_norm fitted on the bank's images (the whitener's without a
     bank), each scored leaving itself out of the bank (image_score.py).
     amp_dtype: autocast of the feature pass, as for scoring (`devices.amp_dtype_for`)."""
-    from .image_score import leave_one_out_scores
+    from .image_score import PositionNorm, leave_one_out_scores
     pick_w, pick_b = residual_picks(len(images), max_whiten_images, max_bank_images, bank)
     use = torch.unique(torch.cat([pick_w, pick_b]))
     res, s_dad = training_residuals(model, images[use], grid, chunk, batch_images, dad or position_norm, amp_dtype)
@@ -268,6 +268,7 @@ def fit_residual_model(model: nn.Module, images: torch.Tensor, grid: PatchGrid, 
     if bank:
         model.bank.fit(model.whitener(res[in_bank]), s_dad[in_bank] if dad else None)
     in_n = in_bank if bank else in_w
+    model.image_norm = PositionNorm()  # unfitted unless asked for: the maximum of the map (supp. D.1)
     if position_norm and in_n.sum() >= 2:
         bank_owners = use[in_bank].repeat_interleave(res.shape[1]) if bank else torch.zeros(0, dtype=torch.long)
         model.image_norm.fit(*leave_one_out_scores(res[in_n], s_dad[in_n], use[in_n], model.whitener,

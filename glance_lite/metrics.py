@@ -6,7 +6,8 @@ quality on MVTec AD with the per-region-overlap (PRO) protocol of Bergmann et al
 threshold is lowered until the false-positive rate (FPR) on anomaly-free pixels
 reaches 30 %, and the area under PRO(FPR) up to that point, divided by 0.3, is
 the score.  Image-level scores are the maximum of each map (supplementary
-Sec. D.1).  Pixel/image AUROCs use ``sklearn.metrics.roc_auc_score``.
+Sec. D.1) unless a method brings its own (Glance's, image_score.py).  Pixel/image AUROCs use
+``sklearn.metrics.roc_auc_score``.
 
 Conventions (the official MVTec AD evaluation code follows the same ones):
 

@@ -66,7 +66,8 @@ class Glance(nn.Module):
             for name, value in zip(out, (s_iad, s_dad, z_l[k], z_g[k])):
                 out[name].append(value)
         cat = {name: torch.cat(values) for name, values in out.items()}
-        return PatchScores(cat["s_iad"], cat["s_dad"], self.grid, self.image_norm), (cat["z_l"], cat["z_g"])
+        norm = self.image_norm if self.profile.deviations.position_image_score else None  # else supp. D.1's max
+        return PatchScores(cat["s_iad"], cat["s_dad"], self.grid, norm), (cat["z_l"], cat["z_g"])
 
     def score(self, images: torch.Tensor, amp: str = "auto") -> PatchScores:
         """Images `(N,3,256,256)` in [0,1] -> per-patch s_IAD and s_DAD `(N, K*K)` (Eq. 11-12).

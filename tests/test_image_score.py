@@ -104,3 +104,21 @@ def test_fit_residual_model_fits_the_norm_on_left_out_scores():
     m2 = Glance(get_profile("smoke", global_arch="coords"))
     fit_residual_model(m2, images, grid, whiten=True, bank=True, max_whiten_images=3, dad=True)
     assert len(m2.image_norm) == 0
+
+
+def test_the_norm_is_used_only_where_the_profile_asks_for_it():
+    from glance_lite.context_train import fit_residual_model
+    from glance_lite.model import Glance
+    from glance_lite.patches import PatchGrid
+    from glance_lite.profiles import get_profile
+    torch.manual_seed(4)
+    images, grid = torch.rand(3, 3, 256, 256), PatchGrid(per_side=3)
+    m = Glance(get_profile("smoke", global_arch="coords"))
+    fit_residual_model(m, images, grid, whiten=True, bank=True, dad=True, position_norm=True)
+    assert len(m.image_norm) == 3
+    fit_residual_model(m, images, grid, whiten=True, bank=True, dad=True)  # re-fitted without it
+    assert len(m.image_norm) == 0
+    m.image_norm.fit(torch.rand(3, 36), torch.rand(3, 36))
+    assert m.score(images[:1]).norm is m.image_norm  # smoke: SHORT deviations, our image score
+    m.profile = get_profile("smoke", position_image_score=False)
+    assert m.score(images[:1]).norm is None  # the paper's maximum of the map
