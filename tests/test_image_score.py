@@ -122,3 +122,24 @@ def test_the_norm_is_used_only_where_the_profile_asks_for_it():
     assert m.score(images[:1]).norm is m.image_norm  # smoke: SHORT deviations, our image score
     m.profile = get_profile("smoke", position_image_score=False)
     assert m.score(images[:1]).norm is None  # the paper's maximum of the map
+
+
+def test_stored_scores_keep_the_norm_and_the_explorer_ranks_with_it(tmp_path):
+    from glance_lite.evaluation import load_scores
+    from glance_lite.explorer import ExplorerData
+    g = torch.Generator().manual_seed(5)
+    normals = torch.rand(6, 9, generator=g) * 0.1
+    normals[:, 0] += 1.0  # a loud position
+    s_iad = torch.rand(4, 9, generator=g) * 0.1
+    s_iad[0, 0], s_iad[2, 4], s_iad[3, 4] = 1.2, 0.5, 0.6  # a good image loud where all are; defects at 4
+    np.savez(tmp_path / "scores.npz", s_iad=s_iad.numpy(), s_dad=np.zeros((4, 9), np.float32),
+             labels=np.array([0, 0, 1, 1]), defects=np.array(["good", "good", "a", "a"]), paths=np.array(["p"] * 4),
+             grid_align=2, norm_iad=normals.numpy(), norm_dad=np.zeros((6, 9), np.float32))
+    scores, meta = load_scores(tmp_path)
+    assert torch.equal(scores.norm.iad, normals)
+    masks = np.zeros((4, 256, 256), bool)
+    masks[2:, 100:140, 100:140] = True
+    data = ExplorerData.from_scores(scores, masks, meta["labels"], meta["defects"])
+    assert data.metrics(1.0)["image_auroc"] == 1.0
+    data.image_score = None  # the maximum of the map: the loud good image ranks first
+    assert data.metrics(1.0)["image_auroc"] == 0.5
