@@ -172,13 +172,13 @@ def compared(synth_root, category, tmp_path_factory):
 
 
 def test_compare_writes_the_contract(compared, synth_root, category):
-    from glance_lite.baselines.compare import KEYS, METHODS, compare
+    from glance_lite.baselines.compare import GLANCE_EXTRA, KEYS, METHODS, compare
     out, res, _ = compared
     data = json.loads((out / "comparison.json").read_text())
     assert data == json.loads(json.dumps(res))
     assert list(data) == ["glance", "local_only", "nns", "gaussian", "amc"] == list(METHODS)
     for name, m in data.items():
-        assert set(m) == set(KEYS), name
+        assert set(m) == set(KEYS) | (set(GLANCE_EXTRA) if name == "glance" else set()), name
         assert m["seconds_per_image"] > 0 and {"structural", "logical"} >= set(m["per_kind"])
         assert all(v is None or 0 <= v <= 1 for v in (m["pro"], m["pixel_auroc"], m["image_auroc"]))
     settings = json.loads((out / "comparison_settings.json").read_text())
