@@ -90,8 +90,8 @@ class Glance(nn.Module):
     def image_scores(self, images: torch.Tensor, amp: str = "auto",
                      lambda_s: float | None = None) -> torch.Tensor:
         """Images `(N,3,256,256)` in [0,1] -> image anomaly scores `(N,)` (higher: more likely
-        defective): the run's image score (image_score.py; the maximum of the map, supp. D.1,
-        when the run has no fitted PositionNorm)."""
+        defective): the run's image score (image_score.py); the maximum of the map (supp. D.1)
+        where the profile does not use it (`position_image_score`) or the run has none fitted."""
         lambda_s = self.profile.lambda_s if lambda_s is None else lambda_s
         scores = self.score(images, amp)
         out = scores.image_scores(lambda_s)
