@@ -296,7 +296,7 @@ class ExplorerData:
             masks = masks[:, 0]
         imgs = None if images is None else _np(images).astype(np.float32)
         ranks = None
-        if scores.image_scores() is not None:
+        if scores.norm is not None and len(scores.norm):  # else None: each map's maximum
             ranks = lambda lam: scores.image_scores(lam).numpy()  # noqa: E731
         return cls(mi, md, masks > 0.5, _np(labels).astype(int), list(defects), imgs, ranks)
 
