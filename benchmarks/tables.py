@@ -12,7 +12,8 @@ never disagree with the results files. A table sits between two marker comments 
 
     README.md                 results (results in brief), demo (the quickstart's excerpt)
     benchmarks/README.md      accuracy-main (the current defaults, per method), accuracy-files
-    docs/deviations.md        paper-recipe, image-score, and one side-by-side table per pair in SIDE_BY_SIDE
+    docs/deviations.md        paper-recipe, image-score, offline-teacher (benchmarks/results/teacher.jsonl,
+                              written by benchmarks/teacher.py), one side-by-side table per pair in SIDE_BY_SIDE
 
 Plain Python and json only: it runs without torch and in well under a second.
 """
@@ -256,6 +257,26 @@ def image_scores(res: Results) -> str:
     return f"Image AUROC. `accuracy-{res.tag}`: {res.settings}\n\n" + markdown(head, rows)
 
 
+TEACHER_COLUMNS = ("gaussian@1", "gaussian@2", "gaussian@3", "gaussian@1+2+3", "pixels-nn",
+                   "teacher-nn@2", "teacher-nn@3", "teacher-nn@4", "local-only")
+
+
+def teacher_table(path: Path = RESULTS / "teacher.jsonl") -> str:
+    """docs/deviations.md#offline-teacher: one row per teacher, seed and real set of
+    benchmarks/teacher.py's results (PRO; the digits probe's layer4 accuracy; R² of the student)."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    rows = []
+    for run in runs:
+        name = Path(run["teacher"]).stem if run["teacher"] not in ("random", "imagenet") else run["teacher"]
+        for ds in (k for k, v in run.items() if isinstance(v, dict) and "n_train" in v):
+            res = run[ds]
+            rows.append([name, str(run["seed"]), ds, f"{res['n_train']} / {res['n_test']}",
+                         fmt(run["probe_digits"]["layer4"])] + [fmt(res.get(c, {}).get("pro")) for c in TEACHER_COLUMNS]
+                        + [fmt(res["r2_student"])])
+    head = ["teacher", "seed", "set", "train / test images", "digits probe"] + list(TEACHER_COLUMNS) + ["R² student"]
+    return markdown(head, rows) if rows else "(no results: run `python benchmarks/teacher.py measure ...`)"
+
+
 def side_by_side(a: Results, b: Results, what: str) -> str:
     """docs/deviations.md: two results files per dataset and seed, each cell "A / B"."""
     rows = []
@@ -282,7 +303,8 @@ def all_tags() -> list[str]:
 def tables() -> dict[Path, dict[str, str]]:
     """{file: {marker name: generated table}} for every table this script owns."""
     main, paper = Results(MAIN), Results(PAPER_RECIPE)
-    deviations = {"paper-recipe": paper_recipe(paper, main), "image-score": image_scores(main)}
+    deviations = {"paper-recipe": paper_recipe(paper, main), "image-score": image_scores(main),
+                  "offline-teacher": teacher_table()}
     for name, (a, b, what) in SIDE_BY_SIDE.items():
         deviations[name] = side_by_side(Results(a), Results(b), what)
     return {ROOT / "README.md": {"results": results_brief(main), "demo": demo_excerpt(main)},
