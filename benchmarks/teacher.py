@@ -6,7 +6,7 @@
 
 measure: for each teacher ("random", "imagenet" or a ResNet-18 weights file, as `--teacher` takes):
   probe      linear probe (logistic regression) of the teacher's average-pooled layer1..layer4
-             on scikit-learn's digits (8x8 upsampled like a 33x33 patch; half train, half test):
+             on scikit-learn's digits (8x8, upsampled to the teacher's input size as a patch is; half train, half test):
              does the teacher separate anything at all?
   per real development set (--real; a fixed subset, below), PRO and image AUROC (max of the map) of
   gaussian@L    the MFFA-lite Gaussian peer (PaDiM-like) on the teacher's layer L alone and on
