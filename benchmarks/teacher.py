@@ -6,8 +6,8 @@
 
 measure: for each teacher ("random", "imagenet" or a ResNet-18 weights file, as `--teacher` takes):
   probe      linear probe (logistic regression) of the teacher's average-pooled layer1..layer4
-             on scikit-learn's digits (8x8, upsampled to the teacher's input size as a patch is; half train, half test):
-             does the teacher separate anything at all?
+             on scikit-learn's digits (8x8, upsampled to the teacher's input size as a patch is;
+             half train, half test): does the teacher separate anything at all?
   per real development set (--real; a fixed subset, below), PRO and image AUROC (max of the map) of
   gaussian@L    the MFFA-lite Gaussian peer (PaDiM-like) on the teacher's layer L alone and on
                 layer1..3 (the peer's default): the peers' part of the teacher, by depth
@@ -20,7 +20,8 @@ measure: for each teacher ("random", "imagenet" or a ResNet-18 weights file, as 
   r2_student    how much of R(p)'s variance D(L(p)) reproduces on the normal test patches
 build: writes a candidate offline teacher (a ResNet-18 state dict that `--teacher PATH` loads):
   bn          the untrained net of --seed with its BatchNorm statistics measured on crops of the
-              offline images (an untrained net's BN layers are identities: activations grow with depth)
+              offline images (an untrained net's BN layers are identities, so every channel keeps the
+              offset the random convolutions give it: R(p)'s spread over patches is a third of its size)
   deadleaves  trained with a contrastive objective (SimCLR's NT-Xent) on procedurally generated
               dead-leaves images (Baradad et al., NeurIPS 2021), --minutes of CPU time
 
