@@ -65,11 +65,15 @@ def spread(n: int, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pooled_layers(backbone, x: torch.Tensor, batch: int = 64) -> list[np.ndarray]:
-    """Images `(N,3,S,S)` in [0,1] -> average-pooled layer1..4 `[(N,64),(N,128),(N,256),(N,512)]`."""
-    parts = [[f.mean((2, 3)).numpy() for f in resnet_features(backbone, part, LAYERS, len(part))]
+def pooled_layers(backbone, x: torch.Tensor, layers: tuple[str, ...] = LAYERS, batch: int = 64,
+                  size: int | None = None) -> list[torch.Tensor]:
+    """Images `(N,3,S,S)` in [0,1] (each batch resized bilinearly to `size` first, if given) ->
+    each of `layers`, average-pooled, e.g. `[(N,64),...,(N,512)]`."""
+    def resized(part: torch.Tensor) -> torch.Tensor:
+        return part if size is None else F.interpolate(part, size=(size, size), mode="bilinear", align_corners=False)
+    parts = [[f.mean((2, 3)) for f in resnet_features(backbone, resized(part), layers, len(part))]
              for part in x.split(batch)]
-    return [np.concatenate(layer) for layer in zip(*parts)]
+    return [torch.cat(layer) for layer in zip(*parts)]
 
 
 def digits_probe(teacher, seed: int = 0) -> dict:
@@ -83,7 +87,7 @@ def digits_probe(teacher, seed: int = 0) -> dict:
     d = load_digits()
     x = torch.from_numpy(d.images / 16.0).float()[:, None].expand(-1, 3, -1, -1)
     x = F.interpolate(x, size=(teacher.input_size,) * 2, mode="bilinear", align_corners=False)
-    feats = pooled_layers(teacher.backbone, x)
+    feats = [f.numpy() for f in pooled_layers(teacher.backbone, x)]
     out = {}
     for name, f in [("pixels", d.data)] + list(zip(LAYERS, feats)):
         a, b, ya, yb = train_test_split(f, d.target, test_size=0.5, random_state=seed, stratify=d.target)
@@ -104,12 +108,8 @@ def patch_descriptors(teacher, images: torch.Tensor, grid: PatchGrid, chunk: int
     """The teacher's average-pooled layer2..4 of every raster-grid patch, resized as `Teacher` does:
     images `(N,3,256,256)` -> {"2": `(N,K*K,128)`, "3": `(N,K*K,256)`, "4": `(N,K*K,512)`};
     "4" is R(p), the distillation target."""
-    p = grid.patches(images).flatten(0, 1)
-    size = (teacher.input_size,) * 2
-    parts = [[f.mean((2, 3)) for f in resnet_features(
-        teacher.backbone, F.interpolate(part, size=size, mode="bilinear", align_corners=False),
-        LAYERS[1:], len(part))] for part in p.split(chunk)]
-    return {n[-1]: torch.cat(layer).view(len(images), grid.n_patches, -1) for n, layer in zip(LAYERS[1:], zip(*parts))}
+    feats = pooled_layers(teacher.backbone, grid.patches(images).flatten(0, 1), LAYERS[1:], chunk, teacher.input_size)
+    return {n[-1]: f.view(len(images), grid.n_patches, -1) for n, f in zip(LAYERS[1:], feats)}
 
 
 @torch.no_grad()
